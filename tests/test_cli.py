@@ -1,0 +1,211 @@
+"""Tests for the ``tsimpute`` command line (typer's CliRunner): bench smoke run, datasets, fit, impute."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tsimpute import __version__
+from tsimpute.benchmark import METHODS, ROW_FIELDS
+from tsimpute.cli import app
+from tsimpute.datasets import _locate
+
+runner = CliRunner()
+SHARED = _locate._repo_shared_dir()
+REQUIRED = ("dataset", "method", "steps", "nfe", "n_samples", "mae", "rmse", "crps", "crps_ensemble",
+            "train_seconds", "impute_seconds", "seed", "profile")
+
+
+@pytest.fixture
+def no_data(tmp_path, monkeypatch):
+    """Make every default data root empty: $TSIMPUTE_DATA_DIR, ~/.cache, ../shared/data, shared/data."""
+    empty = tmp_path / "empty"
+    (empty / "cwd").mkdir(parents=True)
+    monkeypatch.setenv(_locate.ENV_VAR, str(empty))
+    monkeypatch.setenv("HOME", str(empty / "home"))
+    monkeypatch.chdir(empty / "cwd")
+    monkeypatch.setattr(_locate, "_repo_shared_dir", lambda: empty / "repo-shared")
+    return empty
+
+
+def _fail(result, code: int = 1) -> str:
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    return result.output
+
+
+# ----------------------------------------------------------------------------- basics
+def test_version_and_help():
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.strip() == f"tsimpute {__version__}"
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0
+    for cmd in ("bench", "datasets", "fit", "impute"):
+        assert cmd in res.output
+    res = runner.invoke(app, ["bench", "--help"])
+    assert res.exit_code == 0 and "--profile" in res.output and "--steps" in res.output
+
+
+def test_datasets_lists_four_with_locations_and_licenses():
+    res = runner.invoke(app, ["datasets"])
+    assert res.exit_code == 0, res.output
+    for name in ("physionet2012", "pm25", "beijing_multisite", "ett"):
+        assert name in res.output
+    assert res.output.count("license:") == 4 and "ODC-By" in res.output
+    assert "Searched, in order" in res.output
+
+
+def test_datasets_not_found(no_data):
+    res = runner.invoke(app, ["datasets", "--data-dir", str(no_data)])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("found, not found") == 4
+
+
+# ----------------------------------------------------------------------------- bench
+def test_bench_smoke_physionet_end_to_end(tmp_path):
+    threads = torch.get_num_threads()
+    out = tmp_path / "results"
+    args = ["bench", "physionet", "--profile", "smoke", "--out", str(out), "--threads", "1", "--quiet"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert torch.get_num_threads() == threads  # restored
+    assert "diffusion-all" in res.output and "interpolate" in res.output
+    payload = json.loads((out / "bench_physionet10_smoke.json").read_text())
+    rows = payload["rows"]
+    methods = {r["method"] for r in rows}
+    assert methods == set(METHODS)
+    for row in rows:
+        for key in REQUIRED:
+            assert key in row, key
+        for key in ("mae", "rmse", "crps", "crps_ensemble", "train_seconds", "impute_seconds"):
+            assert isinstance(row[key], float) and math.isfinite(row[key]), (row["method"], key)
+        assert row["profile"] == "smoke" and row["dataset"] == "physionet"
+        assert row["nfe"] == (row["steps"] if row["family"] == "diffusion" else 0)
+    meta = payload["metadata"]
+    assert meta["command"].startswith("tsimpute bench physionet --profile smoke")
+    assert meta["profile"]["name"] == "smoke" and meta["task"]["source"] in ("full", "sample")
+    assert meta["machine"]["cpu_count"] and meta["commit"]
+    csv = pd.read_csv(out / "bench_physionet10_smoke.csv")
+    assert list(csv.columns) == list(ROW_FIELDS) and len(csv) == len(rows)
+    assert (out / "bench_physionet10_smoke.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_unknown_dataset():
+    out = _fail(runner.invoke(app, ["bench", "mnist"]), code=2)
+    assert "unknown dataset 'mnist'" in out and "physionet, pm25, synthetic" in out
+
+
+def test_bench_bad_options():
+    assert "choose one of smoke" in _fail(runner.invoke(app, ["bench", "pm25", "--profile", "x"]), code=2)
+    assert "--seed takes integers" in _fail(runner.invoke(app, ["bench", "pm25", "--seed", "1,a"]), code=2)
+    assert "at least 1" in _fail(runner.invoke(app, ["bench", "pm25", "--threads", "0"]), code=2)
+    out = _fail(runner.invoke(app, ["datasets", "--download", "mnist"]), code=2)
+    assert "unknown dataset 'mnist'" in out and "physionet2012" in out
+    out = _fail(runner.invoke(app, ["bench", "synthetic", "--methods", "mean,csdi"]))
+    assert "unknown methods ['csdi']" in out
+    out = _fail(runner.invoke(app, ["bench", "synthetic", "--steps", "100", "--methods", "mean"]))
+    assert "step counts must lie in [1, 50]" in out
+
+
+def test_bench_missing_data_dir(no_data):
+    out = _fail(runner.invoke(app, ["bench", "pm25", "--data-dir", str(no_data), "-q"]))
+    assert out.startswith("Error: ") and "not found. Searched" in out
+    assert "tsimpute datasets --download pm25" in out
+    args = ["bench", "physionet", "--source", "full", "--data-dir", str(no_data), "-q"]
+    out = _fail(runner.invoke(app, args))
+    assert "set-a.tar.gz" in out and "not found" in out
+    out = _fail(runner.invoke(app, ["bench", "pm25", "--data-dir", str(no_data / "nowhere"), "-q"]))
+    assert "does not exist" in out
+
+
+def test_bench_physionet_falls_back_to_sample_with_a_note(no_data, tmp_path):
+    res = runner.invoke(app, ["bench", "physionet", "--methods", "mean,ffill", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert "embedded real sample" in res.output
+    payload = json.loads((tmp_path / "o" / "bench_physionet10_smoke.json").read_text())
+    assert payload["metadata"]["task"]["source"] == "sample" and payload["notes"]
+
+
+def test_bench_corrupt_archive_checksum(no_data):
+    data = no_data / "data"
+    for name in ("pm25_ground.txt", "pm25_missing.txt", "pm25_latlng.txt"):
+        (data / "pm25" / "SampleData").mkdir(parents=True, exist_ok=True)
+        shutil.copy(SHARED / "pm25" / "SampleData" / name, data / "pm25" / "SampleData" / name)
+    ground = data / "pm25" / "SampleData" / "pm25_ground.txt"
+    with open(ground, "r+b") as fh:
+        fh.seek(200)
+        fh.write(b"9")
+    out = _fail(runner.invoke(app, ["bench", "pm25", "--data-dir", str(data), "-q"]))
+    assert "Checksum mismatch" in out and "pm25_ground.txt" in out
+    res = runner.invoke(app, ["datasets", "--data-dir", str(data), "--verify"])
+    assert res.exit_code == 0 and "MISMATCH" in res.output
+
+
+# ----------------------------------------------------------------------------- fit / impute
+@pytest.fixture
+def small_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    t = np.arange(60)
+    df = pd.DataFrame({
+        "time": pd.date_range("2024-01-01", periods=60, freq="h").astype(str),
+        "a": np.sin(t / 5) + 0.1 * rng.normal(size=60),
+        "b": np.cos(t / 7) + 0.1 * rng.normal(size=60),
+    })
+    df.loc[rng.random(60) < 0.2, "a"] = np.nan
+    df.loc[rng.random(60) < 0.2, "b"] = np.nan
+    path = tmp_path / "in.csv"
+    df.to_csv(path, index=False)
+    return path, df
+
+
+FAST = ["--epochs", "1", "--window", "12", "--n-samples", "2", "--steps", "5", "--step-selection", "uniform",
+        "--seed", "0", "--device", "cpu", "-q"]
+
+
+def test_impute_round_trip_csv(tmp_path, small_csv):
+    path, df = small_csv
+    out = tmp_path / "out.csv"
+    res = runner.invoke(app, ["impute", str(path), str(out), "--time-col", "time", *FAST])
+    assert res.exit_code == 0, res.output
+    assert f"{int(df[['a', 'b']].isna().sum().sum())} gaps filled" in res.output
+    filled = pd.read_csv(out)
+    assert list(filled.columns) == ["time", "a", "b"] and len(filled) == 60
+    assert not filled[["a", "b"]].isna().any().any()
+    seen = df[["a", "b"]].notna().to_numpy()
+    np.testing.assert_allclose(filled[["a", "b"]].to_numpy()[seen], df[["a", "b"]].to_numpy()[seen])
+
+
+def test_fit_then_impute_with_model_parquet(tmp_path, small_csv):
+    path, df = small_csv
+    model = tmp_path / "m" / "imp.pt"
+    res = runner.invoke(app, ["fit", str(path), str(model), "--time-col", "time", *FAST])
+    assert res.exit_code == 0 and model.is_file(), res.output
+    out = tmp_path / "out.parquet"
+    res = runner.invoke(app, ["impute", str(path), str(out), "--model", str(model), "--time-col", "time",
+                              "--n-samples", "3", "-q"])
+    assert res.exit_code == 0, res.output
+    filled = pd.read_parquet(out)
+    assert len(filled) == 60 and not filled[["a", "b"]].isna().any().any()
+
+
+def test_impute_errors(tmp_path, small_csv):
+    path, _ = small_csv
+    out = _fail(runner.invoke(app, ["impute", str(tmp_path / "nope.csv"), str(tmp_path / "o.csv")]))
+    assert "not found" in out
+    out = _fail(runner.invoke(app, ["impute", str(path), str(tmp_path / "o.csv"), *FAST]))  # "time" is text
+    assert "non-numeric columns ['time']" in out
+    args = ["impute", str(path), str(tmp_path / "o.xlsx"), "--time-col", "time", *FAST]
+    out = _fail(runner.invoke(app, args))
+    assert "cannot tell the format" in out
+    bad_model = tmp_path / "bad.pt"
+    bad_model.write_bytes(b"not a model")
+    out = _fail(runner.invoke(app, ["impute", str(path), str(tmp_path / "o.csv"), "--model", str(bad_model),
+                                    "--time-col", "time"]))
+    assert "not a readable tsimpute imputer file" in out

@@ -1,0 +1,36 @@
+"""The benchmark behind ``tsimpute bench``: train once, sample with different step counts, compare.
+
+- :func:`run_benchmark` runs one dataset's protocol and returns a :class:`BenchResult` (a tidy DataFrame of
+  rows ``(dataset, method, steps, seed)`` plus the settings that produced them);
+- :func:`write_results` writes JSON, CSV and a PNG plot; :func:`format_table` prints a summary;
+- :data:`PROFILES` (``smoke``, ``quick``, ``paper``) size the runs;
+- :mod:`tsimpute.benchmark.baselines` holds the classical imputers.
+"""
+
+from .baselines import BASELINES, Baseline
+from .profiles import PROFILES, BenchProfile, get_profile
+from .report import format_table, git_revision, machine_info, summarize, write_results
+from .runner import DIFFUSION_METHODS, METHODS, ROW_FIELDS, BenchResult, parse_steps, run_benchmark
+from .tasks import BENCH_DATASETS, BenchTask, build_task
+
+__all__ = [
+    "BASELINES",
+    "BENCH_DATASETS",
+    "DIFFUSION_METHODS",
+    "METHODS",
+    "PROFILES",
+    "ROW_FIELDS",
+    "BenchProfile",
+    "BenchResult",
+    "BenchTask",
+    "Baseline",
+    "build_task",
+    "format_table",
+    "get_profile",
+    "git_revision",
+    "machine_info",
+    "parse_steps",
+    "run_benchmark",
+    "summarize",
+    "write_results",
+]

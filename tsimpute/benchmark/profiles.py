@@ -1,0 +1,119 @@
+"""Benchmark profiles: how big a run is (model, epochs, data subsets, samples, step counts).
+
+``smoke`` checks the pipeline end to end in well under two minutes on 2 CPU cores (CI); ``quick`` gives
+meaningful but budget-limited figures in under 20 minutes on 2 CPU cores (data subsets, a smaller network,
+few samples); ``paper`` is CSDI's protocol (CSDI's architecture, 200 epochs, 100 samples, the whole test
+fold), meant for a GPU. Every setting is written into the result files.
+
+"Training series" are PhysioNet stays, PM2.5 chunks of six days (one whole month each in ``paper``) and
+synthetic chunks of four windows; "test windows" are PhysioNet test stays, CSDI's PM2.5 test windows
+(an evenly spread subset) and synthetic test windows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+__all__ = ["PROFILES", "BenchProfile", "get_profile"]
+
+
+@dataclass(frozen=True)
+class BenchProfile:
+    """Settings of one benchmark size.
+
+    Parameters
+    ----------
+    name : str
+        Profile name.
+    epochs, batch_size, lr, patience : Imputer training settings
+        ``patience=None`` disables early stopping.
+    channels, n_layers, n_heads : int
+        Denoiser size (CSDI: 64, 4, 8).
+    n_samples : int
+        Samples per window for the diffusion methods.
+    steps : tuple of int
+        Default step counts (``--steps``).
+    n_train : int or None
+        Training series (None: all of the protocol's training data).
+    n_test : int or None
+        Test windows (None: the whole test split).
+    learn_epochs : int
+        Epochs of the from-pretrained step-mask loop.
+    ddim_full : bool
+        Also sample DDIM with all T steps (costs T network calls per sample; other selections are only run
+        below T, where they differ from the full chain).
+    joint_steps : tuple of int or None
+        Step counts that get a jointly trained model (one training run each); None: every count below T.
+    knn_neighbors, iterative_max_iter, baseline_max_rows : classical settings
+        ``baseline_max_rows`` caps the training rows given to KNN / iterative (None: all).
+    inference_batch_size : int
+        Window-samples per network call.
+    overrides : dict
+        Per-dataset replacements, e.g. ``{"pm25": {"n_train": None}}``.
+    """
+
+    name: str
+    epochs: int
+    channels: int
+    n_layers: int
+    n_heads: int
+    n_samples: int
+    steps: tuple[int, ...]
+    n_train: int | None
+    n_test: int | None
+    batch_size: int = 16
+    lr: float = 1e-3
+    patience: int | None = None
+    learn_epochs: int = 1
+    ddim_full: bool = True
+    joint_steps: tuple[int, ...] | None = (10,)
+    knn_neighbors: int = 5
+    iterative_max_iter: int = 10
+    baseline_max_rows: int | None = 20000
+    inference_batch_size: int = 512
+    overrides: dict[str, dict] = field(default_factory=dict)
+
+    def for_dataset(self, dataset: str) -> BenchProfile:
+        """This profile with the overrides of ``dataset`` applied (and no overrides left)."""
+        return dataclasses.replace(self, **self.overrides.get(dataset, {}), overrides={})
+
+    def replace(self, **changes) -> BenchProfile:
+        """A copy with some settings changed (unknown names raise ``TypeError``)."""
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        """Plain dict of the settings (JSON-ready)."""
+        d = dataclasses.asdict(self)
+        d["steps"] = list(self.steps)
+        d["joint_steps"] = None if self.joint_steps is None else list(self.joint_steps)
+        return d
+
+
+PROFILES: dict[str, BenchProfile] = {
+    "smoke": BenchProfile(
+        name="smoke", epochs=2, channels=16, n_layers=1, n_heads=4, n_samples=3, steps=(50, 10),
+        n_train=48, n_test=8, learn_epochs=1, joint_steps=(10,), iterative_max_iter=3, baseline_max_rows=2000,
+        ddim_full=True,
+    ),
+    "quick": BenchProfile(
+        name="quick", epochs=30, channels=32, n_layers=2, n_heads=4, n_samples=10, steps=(50, 25, 10, 5),
+        n_train=480, n_test=64, learn_epochs=1, joint_steps=(10,), iterative_max_iter=10,
+        baseline_max_rows=20000, ddim_full=False,
+        overrides={"pm25": {"n_train": None, "epochs": 20}},
+    ),
+    "paper": BenchProfile(
+        name="paper", epochs=200, channels=64, n_layers=4, n_heads=8, n_samples=100, steps=(50, 25, 10, 5),
+        n_train=None, n_test=None, learn_epochs=1, joint_steps=None, iterative_max_iter=10,
+        baseline_max_rows=None, patience=None,
+    ),
+}
+
+
+def get_profile(name: str | BenchProfile) -> BenchProfile:
+    """Look up a profile by name (a :class:`BenchProfile` passes through)."""
+    if isinstance(name, BenchProfile):
+        return name
+    if name not in PROFILES:
+        raise ValueError(f"profile must be one of {list(PROFILES)}, got {name!r}")
+    return PROFILES[name]

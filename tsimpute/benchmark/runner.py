@@ -1,0 +1,318 @@
+"""Run a benchmark: train once, sample the same model with different step selections, score every method.
+
+For each seed: the classical baselines are fitted and scored; one diffusion :class:`~tsimpute.Imputer` is
+fitted and sampled with every step count and step selection (``set_params`` only, no refit); the
+from-pretrained step mask is learned on a copy of it per step count; ``learned-joint`` fits one more model
+per step count it is run for. Every result is one row: see :data:`ROW_FIELDS`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..metrics import evaluate
+from .baselines import BASELINES, Baseline
+from .profiles import BenchProfile, get_profile
+from .tasks import BenchTask, build_task
+
+__all__ = ["DIFFUSION_METHODS", "METHODS", "ROW_FIELDS", "BenchResult", "parse_steps", "run_benchmark"]
+
+#: Diffusion methods, all sampled from the same trained model except ``learned-joint``.
+DIFFUSION_METHODS: tuple[str, ...] = (
+    "diffusion-all", "diffusion-uniform", "diffusion-quadratic", "ddim-uniform", "learned-pretrained",
+    "learned-joint",
+)
+#: Every method, in table order.
+METHODS: tuple[str, ...] = DIFFUSION_METHODS + BASELINES
+
+#: Columns of a result row, in order.
+ROW_FIELDS: tuple[str, ...] = (
+    "dataset", "method", "steps", "nfe", "n_samples", "mae", "rmse", "crps", "crps_ensemble",
+    "train_seconds", "learn_seconds", "impute_seconds", "seed", "profile", "family", "sampler",
+    "step_selection", "chain", "kept_steps", "n_eval", "n_test", "n_train", "units", "source",
+    "missing_ratio", "device",
+)
+
+# method -> (step_selection, sampler) on the shared model
+_SELECTION = {
+    "diffusion-all": ("all", "ddpm"),
+    "diffusion-uniform": ("uniform", "ddpm"),
+    "diffusion-quadratic": ("quadratic", "ddpm"),
+    "ddim-uniform": ("uniform", "ddim"),
+    "learned-pretrained": ("learned", "ddpm"),
+    "learned-joint": ("learned", "ddpm"),
+}
+N_STEPS = 50
+
+
+@dataclass
+class BenchResult:
+    """Rows (one per dataset, method, steps, seed), the settings that produced them and remarks."""
+
+    rows: pd.DataFrame
+    metadata: dict
+    notes: list[str] = field(default_factory=list)
+    learned_masks: list[dict] = field(default_factory=list)
+
+
+def parse_steps(steps: str | Sequence[int] | None, n_steps: int = N_STEPS) -> tuple[int, ...]:
+    """``"50,25,10,5"`` (or a sequence) to a tuple of distinct step counts in ``[1, n_steps]``, descending."""
+    if steps is None:
+        return ()
+    if isinstance(steps, str):
+        try:
+            values = [int(s) for s in steps.replace(" ", "").split(",") if s]
+        except ValueError:
+            raise ValueError(f"steps must be a comma-separated list of integers, got {steps!r}") from None
+    else:
+        values = [int(s) for s in steps]
+    if not values:
+        raise ValueError("steps is empty")
+    bad = [v for v in values if not 1 <= v <= n_steps]
+    if bad:
+        raise ValueError(f"step counts must lie in [1, {n_steps}], got {bad}")
+    return tuple(sorted(set(values), reverse=True))
+
+
+def _check_methods(methods: Sequence[str] | None) -> tuple[str, ...]:
+    if methods is None:
+        return METHODS
+    methods = tuple(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; choose from {list(METHODS)}")
+    return tuple(m for m in METHODS if m in methods)
+
+
+class _Runner:
+    def __init__(self, task: BenchTask, profile: BenchProfile, *, steps, seed, device, verbose, log,
+                 mask_options):
+        self.task, self.profile, self.steps, self.seed = task, profile, steps, seed
+        self.device, self.verbose, self.log = device, verbose, log
+        self.mask_options = mask_options
+        self.rows: list[dict] = []
+        self.notes: list[str] = []
+        self.learned_masks: list[dict] = []
+
+    # ------------------------------------------------------------------ rows
+    def _row(self, method: str, steps: int, metrics: dict, **extra) -> None:
+        t = self.task
+        row = {
+            "dataset": t.dataset, "method": method, "steps": int(steps), "nfe": 0,
+            "n_samples": metrics["n_samples"], "mae": metrics["mae"], "rmse": metrics["rmse"],
+            "crps": metrics["crps"], "crps_ensemble": metrics["crps_ensemble"], "train_seconds": 0.0,
+            "learn_seconds": 0.0, "impute_seconds": 0.0, "seed": self.seed, "profile": self.profile.name,
+            "family": "classical", "sampler": "", "step_selection": "", "chain": "", "kept_steps": "",
+            "n_eval": metrics["n_eval"], "n_test": len(t.test_given), "n_train": t.info.get("n_train_series"),
+            "units": t.units, "source": t.info.get("source", ""), "device": self.device,
+            "missing_ratio": t.info.get("missing_ratio"),
+        }
+        row.update(extra)
+        self.rows.append({k: row[k] for k in ROW_FIELDS})
+
+    def _score(self, samples_model: np.ndarray) -> dict:
+        t = self.task
+        return evaluate(t.to_metric(samples_model), t.target, t.eval_mask)
+
+    # ------------------------------------------------------------------ classical
+    def classical(self, name: str) -> None:
+        p = self.profile
+        self.log(f"[seed {self.seed}] {name}")
+        base = Baseline(name, n_neighbors=p.knn_neighbors, max_iter=p.iterative_max_iter,
+                        max_rows=p.baseline_max_rows, seed=self.seed)
+        t0 = time.perf_counter()
+        base.fit(self.task.train_rows)
+        t1 = time.perf_counter()
+        pred = base.predict(self.task.test_given)
+        t2 = time.perf_counter()
+        self._row(name, 0, self._score(pred[None]), train_seconds=t1 - t0, impute_seconds=t2 - t1)
+
+    # ------------------------------------------------------------------ diffusion
+    def make_imputer(self, **params):
+        from ..imputer import Imputer
+
+        p, t = self.profile, self.task
+        return Imputer(
+            n_steps=N_STEPS, window=t.window, epochs=p.epochs, batch_size=p.batch_size, lr=p.lr,
+            channels=p.channels, n_layers=p.n_layers, n_heads=p.n_heads, target_strategy=t.target_strategy,
+            n_samples=p.n_samples, validation_fraction=0.125, patience=p.patience,
+            inference_batch_size=p.inference_batch_size, device=self.device, random_state=self.seed,
+            verbose=self.verbose, **self.mask_options, **params,
+        )
+
+    def fit(self, imp, label: str) -> float:
+        self.log(f"[seed {self.seed}] training {label} ({self.profile.epochs} epochs, "
+                 f"{self.task.info.get('n_train_series')} training series)")
+        t0 = time.perf_counter()
+        imp.fit(self.task.train_frame)
+        return time.perf_counter() - t0
+
+    def sample(self, imp, method: str, k: int, train_seconds: float, learn_seconds: float = 0.0) -> None:
+        selection, sampler = _SELECTION[method]
+        imp.set_params(sampler=sampler, eta=0.0)
+        if selection != "learned":  # learned steps were set by fit / learn_steps
+            imp.set_params(step_selection=selection, target_steps=min(k, N_STEPS))
+        kept = imp.inference_steps().tolist()
+        self.log(f"[seed {self.seed}] sampling {method} with {len(kept)} steps")
+        t0 = time.perf_counter()
+        samples = imp.sample(self.task.test_frame, self.profile.n_samples)
+        seconds = time.perf_counter() - t0
+        self._row(
+            method, len(kept), self._score(self.task.windows(samples)), nfe=int(imp.last_nfe_),
+            train_seconds=train_seconds, learn_seconds=learn_seconds, impute_seconds=seconds,
+            family="diffusion", sampler=sampler, step_selection=selection, chain=imp.chain,
+            kept_steps=" ".join(str(s) for s in kept),
+        )
+
+    def record_mask(self, imp, method: str, k: int) -> None:
+        self.learned_masks.append({
+            "seed": self.seed, "method": method, "steps": k,
+            "kept_steps": [int(s) for s in imp.learned_steps_],
+            "scores": [round(float(s), 4) for s in imp.step_scores_],
+            "binarity": {key: float(v) for key, v in getattr(imp, "mask_binarity_", {}).items()},
+        })
+
+    def diffusion(self, methods: Sequence[str]) -> None:
+        shared = [m for m in methods if m != "learned-joint"]
+        below = [k for k in self.steps if k < N_STEPS]
+        if shared:
+            imp = self.make_imputer()
+            train_s = self.fit(imp, "the diffusion model")
+            if "diffusion-all" in shared:
+                self.sample(imp, "diffusion-all", N_STEPS, train_s)
+            for k in self.steps:
+                for method in ("diffusion-uniform", "diffusion-quadratic", "ddim-uniform"):
+                    full_ddim = method == "ddim-uniform" and self.profile.ddim_full
+                    if method in shared and (k < N_STEPS or full_ddim):
+                        self.sample(imp, method, k, train_s)
+                if "learned-pretrained" in shared and k < N_STEPS:
+                    learner = copy.deepcopy(imp)
+                    self.log(f"[seed {self.seed}] learning a {k}-step mask on the trained model")
+                    t0 = time.perf_counter()
+                    learner.learn_steps(self.task.train_frame, target_steps=k,
+                                        epochs=self.profile.learn_epochs, finetune=False)
+                    learn_s = time.perf_counter() - t0
+                    self.record_mask(learner, "learned-pretrained", k)
+                    self.sample(learner, "learned-pretrained", k, train_s, learn_s)
+        if "learned-joint" in methods:
+            joint = self.profile.joint_steps
+            ks = [k for k in below if joint is None or k in joint]
+            if not ks and below:
+                ks = [min(below)]
+            if joint is not None and len(ks) < len(below):
+                self.notes.append(
+                    f"learned-joint costs one training run per step count; profile {self.profile.name!r} "
+                    f"runs it for {ks} only"
+                )
+            for k in ks:
+                imp = self.make_imputer(step_selection="learned", target_steps=k)
+                train_s = self.fit(imp, f"a joint {k}-step model")
+                self.record_mask(imp, "learned-joint", k)
+                self.sample(imp, "learned-joint", k, train_s)
+
+
+def run_benchmark(
+    dataset: str,
+    *,
+    profile: str | BenchProfile = "smoke",
+    steps: str | Sequence[int] | None = None,
+    seeds: Sequence[int] = (0,),
+    methods: Sequence[str] | None = None,
+    missing_ratio: float = 0.1,
+    data_dir: str | os.PathLike[str] | None = None,
+    source: str = "auto",
+    device: str = "cpu",
+    verbose: bool = False,
+    log: Callable[[str], None] | None = None,
+    mask_options: dict | None = None,
+    **profile_changes,
+) -> BenchResult:
+    """Run the benchmark of one dataset.
+
+    Parameters
+    ----------
+    dataset : {"physionet", "pm25", "synthetic"}
+        Protocol (METHOD.md §7; ``synthetic`` uses :func:`tsimpute.synthetic.correlated_sinusoids`).
+    profile : {"smoke", "quick", "paper"} or BenchProfile, default="smoke"
+        Size of the run (see :mod:`tsimpute.benchmark.profiles`).
+    steps : str or sequence of int, optional
+        Step counts, e.g. ``"50,25,10,5"``; default the profile's.
+    seeds : sequence of int, default=(0,)
+        Model seeds (weights, training order, sampling noise). The protocol (split, targets, subsets)
+        stays fixed, so the spread over seeds is the method's.
+    methods : sequence of str, optional
+        Subset of :data:`METHODS`; default all.
+    missing_ratio : float, default=0.1
+        PhysioNet / synthetic held-out share.
+    data_dir : str or path-like, optional
+        Data root searched first.
+    source : {"auto", "full", "sample"}, default="auto"
+        PhysioNet archive or embedded sample.
+    device : str, default="cpu"
+        Torch device of the diffusion model.
+    verbose : bool, default=False
+        Progress bars (training epochs, sampling batches).
+    log : callable, optional
+        Receives one-line progress messages.
+    mask_options : dict, optional
+        Step-mask settings passed to the Imputer (``chain``, ``mask_objective``, ``mask_weight``,
+        ``n_masks``, ``mask_lr``).
+    **profile_changes
+        Profile settings to override (e.g. ``epochs=5``, ``n_samples=20``).
+
+    Returns
+    -------
+    BenchResult
+    """
+    methods = _check_methods(methods)
+    prof = get_profile(profile).for_dataset(dataset)
+    if profile_changes:
+        prof = prof.replace(**{k: v for k, v in profile_changes.items() if v is not None})
+    step_counts = parse_steps(steps) if steps is not None else parse_steps(prof.steps)
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("at least one seed is needed")
+    log = log or (lambda msg: None)
+    mask_options = dict(mask_options or {})
+    started = time.perf_counter()
+    task = build_task(dataset, prof, data_dir=data_dir, missing_ratio=missing_ratio, source=source)
+    notes = list(task.notes)
+    for note in notes:
+        log(f"note: {note}")
+    rows, masks = [], []
+    for seed in seeds:
+        run = _Runner(task, prof, steps=step_counts, seed=seed, device=device, verbose=verbose, log=log,
+                      mask_options=mask_options)
+        for name in methods:
+            if name in BASELINES:
+                run.classical(name)
+        diffusion = [m for m in methods if m in DIFFUSION_METHODS]
+        if diffusion:
+            run.diffusion(diffusion)
+        rows.extend(run.rows)
+        masks.extend(run.learned_masks)
+        notes.extend(n for n in run.notes if n not in notes)
+    frame = pd.DataFrame(rows, columns=list(ROW_FIELDS))
+    metadata = {
+        "dataset": dataset,
+        "profile": prof.as_dict(),
+        "steps": list(step_counts),
+        "seeds": seeds,
+        "methods": list(methods),
+        "device": device,
+        "mask_options": mask_options,
+        "task": task.info,
+        "units": task.units,
+        "window": task.window,
+        "target_strategy": task.target_strategy,
+        "n_steps": N_STEPS,
+        "wall_seconds": time.perf_counter() - started,
+    }
+    return BenchResult(frame, metadata, notes, masks)

@@ -1,0 +1,116 @@
+"""Reverse-process samplers over any ordered subset of kept steps (METHOD.md §3).
+
+A sampler is a small function ``sample_<method>(eps_fn, x, chain, ...)``: ``eps_fn(x_t, t)`` predicts the
+noise at kept step ``t`` (a Python int, the index the network is conditioned on), ``x`` is the initial
+noise at the last kept step and ``chain`` (:class:`~tsimpute.diffusion.schedules.Chain`) holds the chain's
+own ``alpha_bar`` at each kept step. The network is called exactly once per kept step; the previous
+step is looked up in the chain, never computed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from .schedules import Chain
+
+EpsFn = Callable[[torch.Tensor, int], torch.Tensor]
+Callback = Callable[[dict], None]
+
+
+class NFECounter:
+    """Wrap an ``eps_fn`` and count its calls (the number of function evaluations, NFE)."""
+
+    def __init__(self, eps_fn: EpsFn):
+        self.eps_fn = eps_fn
+        self.calls = 0
+
+    def __call__(self, x_t: torch.Tensor, t: int) -> torch.Tensor:
+        self.calls += 1
+        return self.eps_fn(x_t, t)
+
+
+def _noise_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+
+
+def _reverse_pairs(chain: Chain):
+    """Yield ``(i, t, alpha_bar_i, alpha_bar_prev)`` from the last kept step to the first, as floats."""
+    steps = chain.timesteps.tolist()
+    ac = chain.alphas_cumprod.tolist()
+    for i in range(len(steps) - 1, -1, -1):
+        yield i, steps[i], ac[i], ac[i - 1] if i > 0 else 1.0
+
+
+@torch.no_grad()
+def sample_ddpm(
+    eps_fn: EpsFn,
+    x: torch.Tensor,
+    chain: Chain,
+    *,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+) -> torch.Tensor:
+    """Ancestral DDPM sampling over the chain's kept steps, with the chain's own ``alpha_bar``.
+
+    ``x_{i-1} = (x_i - beta_i / sqrt(1 - abar_i) * eps) / sqrt(alpha_i) + sigma_i z``, with
+    ``alpha_i = abar_i / abar_{i-1}``, ``beta_i = 1 - alpha_i`` and
+    ``sigma_i^2 = (1 - abar_{i-1}) / (1 - abar_i) * beta_i`` (no noise after the first kept step).
+    """
+    for i, t, ab, ab_prev in _reverse_pairs(chain):
+        eps = eps_fn(x, t)
+        alpha = ab / ab_prev
+        beta = 1.0 - alpha
+        # 1. posterior mean (DDPM Eq. 11)
+        x = (x - (beta / math.sqrt(1.0 - ab)) * eps) / math.sqrt(alpha)
+        # 2. add posterior noise except at the last update
+        if i > 0:
+            sigma = math.sqrt((1.0 - ab_prev) / (1.0 - ab) * beta)
+            x = x + sigma * _noise_like(x, generator)
+        if callback is not None:
+            callback({"i": i, "t": t, "x": x, "eps": eps})
+    return x
+
+
+@torch.no_grad()
+def sample_ddim(
+    eps_fn: EpsFn,
+    x: torch.Tensor,
+    chain: Chain,
+    *,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+) -> torch.Tensor:
+    """DDIM sampling (Song et al. 2021, Eq. 12) between consecutive kept steps; ``eta=0`` is deterministic.
+
+    ``eta=1`` gives the DDPM ancestral update of :func:`sample_ddpm` exactly.
+    """
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must lie in [0, 1], got {eta!r}")
+    for i, t, ab, ab_prev in _reverse_pairs(chain):
+        eps = eps_fn(x, t)
+        # 1. predicted x0
+        x0 = (x - math.sqrt(1.0 - ab) * eps) / math.sqrt(ab)
+        # 2. noise level of the update
+        sigma = eta * math.sqrt((1.0 - ab_prev) / (1.0 - ab) * (1.0 - ab / ab_prev)) if i > 0 else 0.0
+        # 3. direction pointing to x_t, then the update
+        x = math.sqrt(ab_prev) * x0 + math.sqrt(max(1.0 - ab_prev - sigma**2, 0.0)) * eps
+        if sigma > 0:
+            x = x + sigma * _noise_like(x, generator)
+        if callback is not None:
+            callback({"i": i, "t": t, "x": x, "eps": eps, "x0": x0})
+    return x
+
+
+SAMPLERS = {"ddpm": sample_ddpm, "ddim": sample_ddim}
+
+
+def get_sampler(name: str) -> Callable[..., torch.Tensor]:
+    """Look up a sampler function by name (``"ddpm"`` or ``"ddim"``)."""
+    try:
+        return SAMPLERS[name]
+    except KeyError:
+        raise ValueError(f"unknown sampler {name!r}; expected one of {tuple(SAMPLERS)}") from None

@@ -1,0 +1,149 @@
+"""From pandas frames to windows and back: input checks, per-feature scaling, windowing and stitching.
+
+Two frame layouts are accepted:
+
+wide
+    one series; rows ordered in time (a DatetimeIndex or any unique, increasing index), numeric
+    columns are features and NaN marks a gap.
+panel
+    several series; a 2-level MultiIndex ``(series id, time)``. Each series is windowed on its own;
+    its rows need not be contiguous, but its time level must be unique and increasing.
+
+A 2-D numpy array is read as a wide frame with integer column names ``0..K-1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Series:
+    """One series of a frame: row positions in the frame and its ``(rows, K)`` float64 values (NaN = gap)."""
+
+    rows: np.ndarray
+    values: np.ndarray
+
+
+def as_frame(X, name: str = "X") -> tuple[pd.DataFrame, bool]:
+    """Return ``(frame, was_numpy)``: accept a DataFrame or a 2-D numpy array, reject anything else."""
+    if isinstance(X, pd.DataFrame):
+        return X, False
+    if isinstance(X, np.ndarray):
+        if X.ndim != 2:
+            raise ValueError(f"{name} as a numpy array must be 2-D (rows in time, features), got shape {X.shape}")
+        return pd.DataFrame(X), True
+    raise TypeError(
+        f"{name} must be a pandas DataFrame (or a 2-D numpy array), got {type(X).__name__}"
+    )
+
+
+def check_frame(X: pd.DataFrame, name: str = "X") -> None:
+    """Validate columns, values and index of a frame; raise ``ValueError``/``TypeError`` naming the problem."""
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {X.shape})")
+    if X.columns.duplicated().any():
+        dup = list(X.columns[X.columns.duplicated()].unique())
+        raise ValueError(f"{name} has duplicated column names: {dup}")
+    bad = [c for c in X.columns if not (pd.api.types.is_numeric_dtype(X[c]) and not pd.api.types.is_bool_dtype(X[c]))]
+    if bad:
+        raise TypeError(f"{name} has non-numeric columns {bad}; drop or encode them before imputation")
+    values = X.to_numpy(dtype=np.float64)
+    inf_cols = [c for c, has in zip(X.columns, np.isinf(values).any(axis=0), strict=True) if has]
+    if inf_cols:
+        raise ValueError(f"{name} has infinite values in columns {inf_cols}; replace them with NaN or finite values")
+    check_index(X.index, name)
+
+
+def check_index(index: pd.Index, name: str = "X") -> None:
+    """Wide: unique and increasing. Panel: 2 levels, time unique and increasing within each series."""
+    if isinstance(index, pd.MultiIndex):
+        if index.nlevels != 2:
+            raise ValueError(
+                f"{name} has a MultiIndex with {index.nlevels} levels; expected 2 levels (series id, time)"
+            )
+        if index.duplicated().any():
+            raise ValueError(f"{name} has duplicated (series id, time) index entries")
+        times = pd.Series(index.get_level_values(1), index=index.get_level_values(0))
+        increasing = times.groupby(level=0, sort=False).apply(lambda s: s.is_monotonic_increasing)
+        if not increasing.all():
+            ids = list(increasing.index[~increasing.to_numpy()][:5])
+            raise ValueError(f"{name}: the time level is not increasing within series {ids}; sort the frame first")
+        return
+    if index.has_duplicates:
+        raise ValueError(f"{name} has a duplicated time index; each row must be one time step")
+    if not index.is_monotonic_increasing:
+        raise ValueError(f"{name} has an unsorted time index; sort it (X.sort_index()) first")
+
+
+def split_series(X: pd.DataFrame) -> list[Series]:
+    """Cut a checked frame into its series (one for a wide frame)."""
+    values = X.to_numpy(dtype=np.float64)
+    if not isinstance(X.index, pd.MultiIndex):
+        return [Series(np.arange(len(X)), values)]
+    groups = pd.Series(np.arange(len(X))).groupby(X.index.get_level_values(0).to_numpy(), sort=False)
+    return [Series(rows, values[rows]) for rows in (g.to_numpy() for _, g in groups)]
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Per-feature standardisation learned from training data (NaN ignored; zero spread → 1)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, values: np.ndarray) -> Scaler:
+        mean = np.nanmean(values, axis=0)
+        std = np.nanstd(values, axis=0)
+        std = np.where(std > 0, std, 1.0)
+        return cls(mean.astype(np.float64), std.astype(np.float64))
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        return (values - self.mean) / self.std
+
+    def inverse(self, values: np.ndarray) -> np.ndarray:
+        return values * self.std + self.mean
+
+
+def window_starts(n_rows: int, window: int, stride: int, offset: int = 0) -> np.ndarray:
+    """Start rows of windows every ``stride`` rows from ``offset``, plus one window ending at the last row.
+
+    A series shorter than the window gets one window starting at 0 (padded by :func:`extract_windows`).
+    """
+    if n_rows <= window:
+        return np.zeros(1, dtype=np.int64)
+    last = n_rows - window
+    starts = np.arange(min(offset, last), last + 1, stride, dtype=np.int64)
+    if starts[-1] != last:
+        starts = np.append(starts, last)
+    return starts
+
+
+def extract_windows(values: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
+    """Windows ``(N, K, L)`` of a ``(rows, K)`` array; rows past the end are NaN (padding, unobserved)."""
+    n_rows, k = values.shape
+    out = np.full((len(starts), k, window), np.nan, dtype=np.float32)
+    for i, s in enumerate(starts):
+        chunk = values[s : s + window]
+        out[i, :, : len(chunk)] = chunk.T
+    return out
+
+
+def stitch_owner(n_rows: int, starts: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each row, the window that imputes it and the row's offset in that window.
+
+    Stitching rule: a row is taken from the window whose centre is nearest to it (ties go to the earlier
+    window), so with windows every ``window // 2`` rows each row comes from a window where it lies in
+    the central half, except near the ends of the series. Returns ``(window_index, offset)``.
+    """
+    rows = np.arange(n_rows)
+    centres = starts + (window - 1) / 2.0
+    right = np.clip(np.searchsorted(centres, rows), 0, len(starts) - 1)
+    left = np.clip(right - 1, 0, len(starts) - 1)
+    # the nearest centre always belongs to a window that contains the row (windows cover every row)
+    owner = np.where(np.abs(rows - centres[left]) <= np.abs(rows - centres[right]), left, right)
+    return owner, rows - starts[owner]

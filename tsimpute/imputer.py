@@ -1,0 +1,554 @@
+"""The pandas / scikit-learn surface: :class:`Imputer` fits a conditional diffusion model and fills gaps."""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+from dataclasses import asdict
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from . import checkpoint
+from .diffusion.samplers import SAMPLERS
+from .diffusion.schedules import (
+    CHAIN_SEMANTICS,
+    SCHEDULES,
+    Chain,
+    NoiseSchedule,
+    quadratic_steps,
+    uniform_steps,
+)
+from .diffusion.step_mask import LOSS_WEIGHTS
+from .diffusion.targets import TARGET_STRATEGIES, conditional_mask
+from .frames import (
+    Scaler,
+    Series,
+    as_frame,
+    check_frame,
+    extract_windows,
+    split_series,
+    stitch_owner,
+    window_starts,
+)
+from .inference import impute_windows
+from .models import CSDIConfig, CSDIDenoiser
+from .step_learning import MASK_OBJECTIVES, StepLearner, StepLearningConfig
+from .training import TrainConfig, WindowSet, train_denoiser
+
+STEP_SELECTIONS = ("all", "uniform", "quadratic", "learned")
+PRECISIONS = ("fp32", "bf16")
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available")
+    return dev
+
+
+@contextlib.contextmanager
+def _seeded_torch(seed: int, device: torch.device):
+    """Seed torch's global RNG (weight init, dropout) inside, and restore the caller's RNG state after."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+class Imputer(TransformerMixin, BaseEstimator):
+    """Fill gaps in multivariate time series with a CSDI-style conditional diffusion model.
+
+    The model is trained on the observed entries of ``X`` (some observed entries are hidden and learned
+    as targets, CSDI's self-supervision), then samples the missing entries conditioned on the observed
+    ones. ``transform`` returns the median of ``n_samples`` samples; ``sample`` and ``predict_quantiles``
+    expose the whole predictive distribution. Observed cells always come back unchanged.
+
+    Parameters
+    ----------
+    n_steps : int, default=50
+        Diffusion steps T of the training chain.
+    schedule : {"quad", "linear", "cosine"}, default="quad"
+        Noise schedule (``quad`` is CSDI's).
+    window : int, default=48
+        Window length L in rows. Training cuts every series into windows of this length (every
+        ``window // 4`` rows, at a random offset each epoch). At imputation, series are cut into windows
+        every ``window // 2`` rows and each row is taken from the window whose centre is nearest to it;
+        series shorter than the window are padded with unobserved rows.
+    epochs : int, default=100
+        Maximum training epochs (early stopping may end sooner).
+    batch_size : int, default=16
+        Training windows per step.
+    lr : float, default=1e-3
+        Adam learning rate (divided by 10 at 75% and 90% of ``epochs``).
+    channels, n_layers, n_heads : int, default=64, 4, 8
+        Width, residual blocks and attention heads of the denoiser (CSDI's defaults).
+    target_strategy : {"random", "hist", "mix"}, default="random"
+        How observed entries are hidden during training (CSDI).
+    n_samples : int, default=50
+        Samples drawn per gap; ``transform`` returns their median.
+    sampler : {"ddpm", "ddim"}, default="ddpm"
+        Reverse update. DDIM uses ``eta``.
+    eta : float, default=0.0
+        DDIM noise (0 = deterministic, 1 = DDPM).
+    step_selection : {"all", "uniform", "quadratic", "learned"}, default="all"
+        Which diffusion steps sampling visits. ``uniform``/``quadratic`` keep ``target_steps`` steps.
+    target_steps : int, default=10
+        Steps kept by ``uniform``, ``quadratic`` and ``learned`` selection.
+    chain : {"respaced", "masked"}, default="respaced"
+        How a subset of steps is turned into a reverse chain (see :mod:`tsimpute.diffusion.schedules`);
+        with ``learned`` selection, also the chain the mask is trained under.
+    mask_objective : {"loss", "imputation"}, default="loss"
+        Reward of a step mask while learning it: the denoising loss (EDDPM) or the CRPS of the k-step
+        sampler on held-out observed entries of validation windows (see :mod:`tsimpute.step_learning`).
+    mask_weight : {"simple", "elbo"}, default="simple"
+        Loss weight ``C_t`` under the mask.
+    n_masks : int, default=2
+        Masks J drawn per update (leave-one-out baseline; J >= 2).
+    mask_lr : float, default=0.3
+        Step size of the mask scores (decays linearly to a tenth).
+    validation_fraction : float, default=0.1
+        Share held out for early stopping: whole series for panels of 10 or more series, else the end of
+        each series long enough to give both parts a full window. 0 disables validation.
+    patience : int or None, default=20
+        Epochs without validation improvement before stopping; the best weights are kept.
+    precision : {"fp32", "bf16"}, default="fp32"
+        Autocast precision of the network (master weights stay fp32).
+    inference_batch_size : int, default=512
+        Window-samples per network call when sampling (bounds memory).
+    device : str, default="auto"
+        ``"auto"`` picks CUDA when available.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weights, training and sampling: the same seed gives the same imputation on the same machine.
+    verbose : bool, default=True
+        Progress bars for training epochs and sampling batches.
+
+    Attributes
+    ----------
+    model_ : CSDIDenoiser
+    n_features_in_, feature_names_in_ : int, ndarray
+    mean_, scale_ : ndarray (n_features,)
+        Per-feature standardisation learned from the training data.
+    history_ : TrainHistory
+    steps_ : ndarray
+        Steps used by sampling with the settings at fit time (the learned steps for ``learned``).
+
+    Examples
+    --------
+    >>> imp = Imputer(epochs=5, window=24, random_state=0, verbose=False)  # doctest: +SKIP
+    >>> filled = imp.fit_transform(df)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        n_steps: int = 50,
+        schedule: str = "quad",
+        window: int = 48,
+        epochs: int = 100,
+        batch_size: int = 16,
+        lr: float = 1e-3,
+        channels: int = 64,
+        n_layers: int = 4,
+        n_heads: int = 8,
+        target_strategy: str = "random",
+        n_samples: int = 50,
+        sampler: str = "ddpm",
+        eta: float = 0.0,
+        step_selection: str = "all",
+        target_steps: int = 10,
+        chain: str = "respaced",
+        mask_objective: str = "loss",
+        mask_weight: str = "simple",
+        n_masks: int = 2,
+        mask_lr: float = 0.3,
+        validation_fraction: float = 0.1,
+        patience: int | None = 20,
+        precision: str = "fp32",
+        inference_batch_size: int = 512,
+        device: str = "auto",
+        random_state=None,
+        verbose: bool = True,
+    ):
+        self.n_steps = n_steps
+        self.schedule = schedule
+        self.window = window
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.channels = channels
+        self.n_layers = n_layers
+        self.n_heads = n_heads
+        self.target_strategy = target_strategy
+        self.n_samples = n_samples
+        self.sampler = sampler
+        self.eta = eta
+        self.step_selection = step_selection
+        self.target_steps = target_steps
+        self.chain = chain
+        self.mask_objective = mask_objective
+        self.mask_weight = mask_weight
+        self.n_masks = n_masks
+        self.mask_lr = mask_lr
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.precision = precision
+        self.inference_batch_size = inference_batch_size
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ parameter checks
+    def _check_params(self) -> None:
+        def positive_int(name: str, minimum: int = 1) -> None:
+            v = getattr(self, name)
+            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
+
+        for name in ("n_steps", "epochs", "batch_size", "channels", "n_layers", "n_heads", "n_samples",
+                     "inference_batch_size"):
+            positive_int(name)
+        positive_int("window", 2)
+        choices = {
+            "schedule": SCHEDULES,
+            "target_strategy": TARGET_STRATEGIES,
+            "sampler": tuple(SAMPLERS),
+            "step_selection": STEP_SELECTIONS,
+            "chain": CHAIN_SEMANTICS,
+            "precision": PRECISIONS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if not (isinstance(self.lr, numbers.Real) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if not (isinstance(self.eta, numbers.Real) and 0 <= self.eta <= 1):
+            raise ValueError(f"eta must lie in [0, 1], got {self.eta!r}")
+        if not (isinstance(self.validation_fraction, numbers.Real) and 0 <= self.validation_fraction < 1):
+            raise ValueError(f"validation_fraction must lie in [0, 1), got {self.validation_fraction!r}")
+        if self.patience is not None:
+            positive_int("patience")
+        if self.step_selection != "all":
+            positive_int("target_steps")
+            if self.target_steps > self.n_steps:
+                raise ValueError(f"target_steps ({self.target_steps}) cannot exceed n_steps ({self.n_steps})")
+        if self.step_selection == "learned":
+            positive_int("n_masks", 2)
+            if self.n_masks > self.batch_size:
+                raise ValueError(f"n_masks ({self.n_masks}) cannot exceed batch_size ({self.batch_size})")
+        for name, allowed in (("mask_objective", MASK_OBJECTIVES), ("mask_weight", LOSS_WEIGHTS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if not (isinstance(self.mask_lr, numbers.Real) and self.mask_lr > 0):
+            raise ValueError(f"mask_lr must be a positive number, got {self.mask_lr!r}")
+        if self.channels % self.n_heads:
+            raise ValueError(f"channels ({self.channels}) must be divisible by n_heads ({self.n_heads})")
+        _resolve_device(self.device)
+
+    # ------------------------------------------------------------------ frames
+    def _validated_frame(self, X, reset: bool) -> tuple[pd.DataFrame, bool]:
+        if not reset:
+            check_is_fitted(self, "model_")
+        frame, was_numpy = as_frame(X)
+        check_frame(frame)
+        if reset:
+            empty = [c for c in frame.columns if frame[c].isna().all()]
+            if empty:
+                raise ValueError(f"columns {empty} are entirely missing; the model cannot learn them")
+            return frame, was_numpy
+        fitted = list(self.feature_names_in_)
+        cols = list(frame.columns)
+        if cols != fitted:
+            missing = [c for c in fitted if c not in cols]
+            extra = [c for c in cols if c not in fitted]
+            if missing or extra:
+                raise ValueError(
+                    f"columns differ from those seen in fit: missing {missing}, extra {extra}"
+                )
+            frame = frame[fitted]
+        return frame, was_numpy
+
+    def _scaled_series(self, frame: pd.DataFrame) -> list[Series]:
+        scaler = Scaler(self.mean_, self.scale_)
+        return [Series(s.rows, scaler.transform(s.values)) for s in split_series(frame)]
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y=None) -> Imputer:
+        """Fit the diffusion model on the observed entries of ``X`` (DataFrame, wide or panel)."""
+        self._check_params()
+        frame, _ = self._validated_frame(X, reset=True)
+        series = split_series(frame)
+        longest = max(len(s.values) for s in series)
+        if longest < self.window:
+            raise ValueError(
+                f"X has at most {longest} rows per series but window={self.window}; "
+                f"pass a window of at most {longest} rows"
+            )
+        rs = check_random_state(self.random_state)
+        fit_seed, self._sample_seed = (int(v) for v in rs.randint(0, 2**31 - 1, size=2))
+        self._seeded = self.random_state is not None
+        self.device_ = _resolve_device(self.device)
+        self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
+        self.n_features_in_ = frame.shape[1]
+        scaler = Scaler.fit(np.concatenate([s.values for s in series]))
+        self.mean_, self.scale_ = scaler.mean, scaler.std
+        scaled = [Series(s.rows, scaler.transform(s.values)) for s in series]
+
+        gen_np = np.random.default_rng(fit_seed)
+        train_series, valid_series = self._split_validation(scaled, gen_np, isinstance(frame.index, pd.MultiIndex))
+        valid = self._window_set(valid_series, stride=max(1, self.window // 2)) if valid_series else None
+
+        with _seeded_torch(fit_seed, self.device_):
+            config = CSDIConfig(
+                n_features=self.n_features_in_, n_steps=self.n_steps, channels=self.channels,
+                n_layers=self.n_layers, n_heads=self.n_heads, ff_dim=self.channels,
+            )
+            model = CSDIDenoiser(config)
+            self.model_ = model.to(self.device_)
+            self._schedule = NoiseSchedule(self.n_steps, self.schedule)
+            generator = torch.Generator(device=self.device_).manual_seed(fit_seed)
+            train_cfg = TrainConfig(
+                epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, target_strategy=self.target_strategy,
+                patience=self.patience, precision=self.precision, verbose=self.verbose,
+            )
+            train = _EpochWindows(self, train_series, gen_np)
+            hook = None
+            if self.step_selection == "learned":
+                learner = self._step_learner(
+                    generator, valid if valid is not None else train, total_epochs=self.epochs,
+                    budget_epochs=0.7 * self.epochs, warmup_epochs=0.1 * self.epochs,
+                )
+                hook = learner.loss_hook
+                train_cfg.select_from_epoch = min(self.epochs - 1, int(np.ceil(0.7 * self.epochs)))
+            self.history_ = train_denoiser(self.model_, self._schedule, train, valid, train_cfg, generator, hook)
+            if hook is not None:
+                self._store_mask(learner)
+        self.steps_ = self.inference_steps().numpy()
+        return self
+
+    def _step_learner(self, generator, reward_data, *, total_epochs, budget_epochs, warmup_epochs, k=None):
+        cfg = StepLearningConfig(
+            target_steps=self.target_steps if k is None else k, total_epochs=total_epochs,
+            budget_epochs=budget_epochs, warmup_epochs=warmup_epochs, objective=self.mask_objective,
+            weight=self.mask_weight, chain=self.chain, n_masks=self.n_masks, lr=self.mask_lr,
+            precision=self.precision,
+        )
+        return StepLearner(self._schedule, cfg, generator, reward_data=reward_data)
+
+    def _store_mask(self, learner: StepLearner) -> None:
+        self.learned_steps_ = learner.kept_steps().numpy()
+        self.step_scores_ = learner.mask.scores.detach().cpu().numpy().copy()
+        self.mask_binarity_ = learner.mask.binarity(learner.config.target_steps)
+        self.mask_log_ = learner.log
+
+    def learn_steps(self, X, target_steps: int | None = None, epochs: int = 1, finetune: bool = False,
+                    lr: float | None = None) -> Imputer:
+        """Learn a step mask on this fitted model ("from a pretrained model", METHOD.md §4).
+
+        Runs the mask loop over the windows of ``X`` for ``epochs`` epochs with a fast budget schedule
+        (no warm-up, the budget reaches ``target_steps`` after 70% of the epochs), then reads out exactly
+        ``target_steps`` steps into ``learned_steps_`` and sets ``step_selection="learned"``.
+        With ``finetune=False`` (default) the network weights are frozen; with ``finetune=True`` they are
+        trained jointly with the mask at learning rate ``lr`` (default ``self.lr / 10``).
+        Uses ``mask_objective``, ``mask_weight``, ``chain``, ``n_masks`` and ``mask_lr``.
+        """
+        check_is_fitted(self, "model_")
+        k = self.target_steps if target_steps is None else target_steps
+        if not isinstance(k, numbers.Integral) or not 1 <= k <= self.n_steps:
+            raise ValueError(f"target_steps must be an integer in [1, {self.n_steps}], got {k!r}")
+        if not isinstance(epochs, numbers.Integral) or epochs < 1:
+            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+        frame, _ = self._validated_frame(X, reset=False)
+        series = self._scaled_series(frame)
+        data = self._window_set(series, stride=max(1, self.window // 4))
+        seed = self._sample_seed if self._seeded else int(np.random.SeedSequence().generate_state(1)[0])
+        generator = torch.Generator(device=self.device_).manual_seed(seed + 1)
+        learner = self._step_learner(generator, data, total_epochs=epochs, budget_epochs=0.7 * epochs,
+                                     warmup_epochs=0.0, k=int(k))
+        optimizer = None
+        if finetune:
+            optimizer = torch.optim.Adam(self.model_.parameters(), lr=self.lr / 10 if lr is None else lr)
+        patterns = data.observed if self.target_strategy in ("hist", "mix") else None
+
+        def targets(batch: WindowSet) -> torch.Tensor:
+            return conditional_mask(batch.observed, self.target_strategy, patterns=patterns, generator=generator)
+
+        with _seeded_torch(seed + 2, self.device_):
+            learner.learn_on(self.model_, data, epochs=int(epochs), batch_size=self.batch_size,
+                             target_strategy_fn=targets, optimizer=optimizer, verbose=self.verbose)
+        self._store_mask(learner)
+        self.set_params(step_selection="learned", target_steps=int(k))
+        self.steps_ = self.inference_steps().numpy()
+        return self
+
+    def _split_validation(self, series: list[Series], rng: np.random.Generator, panel: bool):
+        frac = self.validation_fraction
+        if frac == 0:
+            return series, []
+        if panel and len(series) >= 10:
+            n_valid = max(1, int(round(frac * len(series))))
+            order = rng.permutation(len(series))
+            valid_idx = set(order[:n_valid].tolist())
+            return ([s for i, s in enumerate(series) if i not in valid_idx],
+                    [s for i, s in enumerate(series) if i in valid_idx])
+        train, valid = [], []
+        for s in series:
+            n = len(s.values)
+            n_valid = int(np.ceil(frac * n))
+            if n - n_valid >= self.window and n_valid >= self.window:
+                train.append(Series(s.rows[: n - n_valid], s.values[: n - n_valid]))
+                valid.append(Series(s.rows[n - n_valid :], s.values[n - n_valid :]))
+            else:
+                train.append(s)
+        return train, valid
+
+    def _window_set(self, series: list[Series], stride: int, offset: int = 0) -> WindowSet:
+        windows = np.concatenate(
+            [extract_windows(s.values, window_starts(len(s.values), self.window, stride, offset), self.window)
+             for s in series]
+        )
+        observed = ~np.isnan(windows)
+        values = np.where(observed, windows, 0.0).astype(np.float32)
+        return WindowSet(torch.from_numpy(values).to(self.device_),
+                         torch.from_numpy(observed.astype(np.float32)).to(self.device_))
+
+    # ------------------------------------------------------------------ sampling
+    def inference_steps(self) -> torch.Tensor:
+        """The kept steps (ascending) that sampling uses with the current ``step_selection``."""
+        sel = self.step_selection
+        if sel not in STEP_SELECTIONS:
+            raise ValueError(f"step_selection must be one of {STEP_SELECTIONS}, got {sel!r}")
+        if sel == "all":
+            return torch.arange(self.n_steps)
+        if sel == "uniform":
+            return uniform_steps(self.n_steps, self.target_steps)
+        if sel == "quadratic":
+            return quadratic_steps(self.n_steps, self.target_steps)
+        learned = getattr(self, "learned_steps_", None)
+        if learned is None:
+            raise ValueError(
+                "step_selection='learned' needs a learned step mask: fit with step_selection='learned' "
+                "or call learn_steps(X) first"
+            )
+        return torch.as_tensor(learned, dtype=torch.long)
+
+    def inference_chain(self) -> Chain:
+        """The reverse chain that sampling uses with the current settings."""
+        return self._schedule.chain(self.inference_steps(), self.chain)
+
+    def _sample_scaled(self, frame: pd.DataFrame, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+        """Samples ``(n, rows, K)`` in original units (observed cells not yet restored) and the observed mask."""
+        check_is_fitted(self, "model_")
+        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        for name, allowed in (("sampler", tuple(SAMPLERS)), ("chain", CHAIN_SEMANTICS), ("precision", PRECISIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        series = self._scaled_series(frame)
+        stride = max(1, self.window // 2)
+        starts = [window_starts(len(s.values), self.window, stride) for s in series]
+        data = self._window_set(series, stride)
+        seed = self._sample_seed if self._seeded else int(np.random.SeedSequence().generate_state(1)[0])
+        generator = torch.Generator(device=self.device_).manual_seed(seed)
+        result = impute_windows(
+            self.model_, data, self.inference_chain(), n_samples=n_samples, sampler=self.sampler, eta=self.eta,
+            generator=generator, batch_size=self.inference_batch_size, precision=self.precision,
+            verbose=self.verbose,
+        )
+        self.last_nfe_ = result.nfe
+        samples = result.samples.numpy().transpose(0, 1, 3, 2)  # (n, N, L, K)
+        out = np.empty((n_samples, len(frame), self.n_features_in_), dtype=np.float64)
+        first = 0
+        for s, st in zip(series, starts, strict=True):
+            owner, offset = stitch_owner(len(s.values), st, self.window)
+            out[:, s.rows, :] = samples[:, first + owner, offset, :]
+            first += len(st)
+        out = out * self.scale_ + self.mean_
+        return out, ~np.isnan(frame.to_numpy(dtype=np.float64))
+
+    def sample(self, X, n_samples: int | None = None) -> np.ndarray:
+        """Draw imputations: an array ``(n_samples, n_rows, n_columns)``; observed cells equal ``X`` in every sample."""
+        frame, _ = self._validated_frame(X, reset=False)
+        samples, observed = self._sample_scaled(frame, self.n_samples if n_samples is None else n_samples)
+        values = frame.to_numpy(dtype=np.float64)
+        return np.where(observed[None], values[None], samples)
+
+    def transform(self, X):
+        """Fill the gaps of ``X`` with the median of ``n_samples`` samples; observed cells are returned unchanged.
+
+        Returns a DataFrame with the index and columns of ``X`` (a numpy array if ``X`` was one).
+        """
+        frame, was_numpy = self._validated_frame(X, reset=False)
+        samples, observed = self._sample_scaled(frame, self.n_samples)
+        median = np.median(samples, axis=0)
+        return self._fill(X, frame, median, observed, was_numpy)
+
+    def predict_quantiles(self, X, quantiles=(0.05, 0.5, 0.95), n_samples: int | None = None) -> pd.DataFrame:
+        """Per-cell quantiles of the samples: columns are a ``(quantile, column)`` MultiIndex."""
+        q = np.asarray(quantiles, dtype=np.float64)
+        if q.ndim != 1 or q.size == 0 or np.any((q < 0) | (q > 1)):
+            raise ValueError(f"quantiles must be a non-empty sequence of numbers in [0, 1], got {quantiles!r}")
+        frame, _ = self._validated_frame(X, reset=False)
+        samples, observed = self._sample_scaled(frame, self.n_samples if n_samples is None else n_samples)
+        values = frame.to_numpy(dtype=np.float64)
+        qs = np.quantile(samples, q, axis=0)
+        qs = np.where(observed[None], values[None], qs)
+        cols = pd.MultiIndex.from_product([q.tolist(), list(frame.columns)], names=["quantile", "column"])
+        return pd.DataFrame(np.concatenate(list(qs), axis=1), index=frame.index, columns=cols)
+
+    @staticmethod
+    def _fill(X, frame: pd.DataFrame, filled: np.ndarray, observed: np.ndarray, was_numpy: bool):
+        if was_numpy:
+            out = np.array(X, dtype=np.float64, copy=True)
+            return np.where(observed, out, filled)
+        out = X.copy()
+        for j, col in enumerate(frame.columns):
+            gaps = ~observed[:, j]
+            if gaps.any():
+                column = out[col].to_numpy(copy=True)
+                column[gaps] = filled[gaps, j]
+                out[col] = column
+        return out
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Output column names: the fitted input columns."""
+        check_is_fitted(self, "feature_names_in_")
+        return np.asarray(self.feature_names_in_, dtype=object)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path) -> None:
+        """Save configuration, scaler, weights and library version to one file (see :mod:`tsimpute.checkpoint`)."""
+        check_is_fitted(self, "model_")
+        checkpoint.save_imputer(self, path, asdict(self.model_.config))
+
+    @classmethod
+    def load(cls, path, device: str | None = None) -> Imputer:
+        """Load an imputer written by :meth:`save` (``torch.load(weights_only=True)``, never arbitrary pickle)."""
+        return checkpoint.load_imputer(cls, path, device)
+
+
+class _EpochWindows(WindowSet):
+    """Training windows, re-cut at a random offset for every epoch (cheap augmentation)."""
+
+    def __init__(self, imputer: Imputer, series: list[Series], rng: np.random.Generator):
+        self._imputer, self._series, self._rng = imputer, series, rng
+        self._stride = max(1, imputer.window // 4)
+        ws = imputer._window_set(series, self._stride)
+        super().__init__(ws.values, ws.observed)
+
+    def batches(self, batch_size, generator=None):
+        offset = int(self._rng.integers(self._stride))
+        ws = self._imputer._window_set(self._series, self._stride, offset)
+        self.values, self.observed = ws.values, ws.observed
+        return super().batches(batch_size, generator)
