@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from tsimpute import benchmark as B
 from tsimpute.benchmark import baselines as BL
@@ -16,6 +17,15 @@ from tsimpute.benchmark import plotting
 from tsimpute.metrics import evaluate
 
 nan = np.nan
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One torch thread: much faster than two on a CPU shared with other jobs (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------- baselines

@@ -166,7 +166,7 @@ def small_csv(tmp_path):
 
 
 FAST = ["--epochs", "1", "--window", "12", "--n-samples", "2", "--steps", "5", "--step-selection", "uniform",
-        "--seed", "0", "--device", "cpu", "-q"]
+        "--seed", "0", "--device", "cpu", "--threads", "1", "-q"]
 
 
 def test_impute_round_trip_csv(tmp_path, small_csv):

@@ -11,7 +11,7 @@ from tsimpute.step_learning import ensemble_crps
 
 from .conftest import TINY
 
-LEARN = {**TINY, "epochs": 16, "batch_size": 4, "n_masks": 4}
+LEARN = {**TINY, "epochs": 16, "batch_size": 4, "n_masks": 4, "chain": "respaced"}
 
 
 @pytest.fixture(scope="module")

@@ -215,6 +215,7 @@ _Seed = Annotated[int | None, typer.Option(help="Random seed (reproducible resul
 _TimeCol = Annotated[str | None, typer.Option(help="Time column (becomes the index).")]
 _IdCol = Annotated[str | None, typer.Option(help="Series id column of a panel (needs --time-col).")]
 _Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+_Threads = Annotated[int | None, typer.Option(help="Torch CPU threads (default: torch's choice).")]
 
 
 @app.command()
@@ -231,13 +232,16 @@ def fit(
     precision: _Precision = None,
     device: _Device = None,
     seed: _Seed = None,
+    threads: _Threads = None,
     quiet: _Quiet = False,
 ) -> None:
     """Train an imputer on a table and save it (use it later with impute --model)."""
     from .imputer import Imputer
     from .io import read_table
 
-    with _user_errors():
+    if threads is not None and threads < 1:
+        raise _usage_error(f"--threads must be at least 1, got {threads}")
+    with _user_errors(), _torch_threads(threads):
         frame = read_table(input, time_col=time_col, id_col=id_col)
         params = _params(epochs, window, n_samples, steps, step_selection, precision, device, seed, quiet)
         imp = Imputer(**params).fit(frame)
@@ -262,13 +266,16 @@ def impute(
     precision: _Precision = None,
     device: _Device = None,
     seed: _Seed = None,
+    threads: _Threads = None,
     quiet: _Quiet = False,
 ) -> None:
     """Fill the gaps of a table with the median of diffusion samples and write it."""
     from .imputer import Imputer
     from .io import read_table, write_table
 
-    with _user_errors():
+    if threads is not None and threads < 1:
+        raise _usage_error(f"--threads must be at least 1, got {threads}")
+    with _user_errors(), _torch_threads(threads):
         frame = read_table(input, time_col=time_col, id_col=id_col)
         if model is not None:
             if epochs is not None or window is not None:

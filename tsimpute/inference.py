@@ -9,7 +9,9 @@ costs one network call on ``n_samples * windows`` window-samples and a few eleme
 from __future__ import annotations
 
 import copy
+import ctypes
 import math
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -20,8 +22,35 @@ from .diffusion.samplers import NFECounter, get_sampler
 from .diffusion.schedules import Chain
 from .training import WindowSet
 
-PRECISIONS = ("fp32", "bf16")
-DEFAULT_BATCH_SIZE = 512
+PRECISIONS = ("fp32", "bf16", "auto")
+DEFAULT_BATCH_SIZE = {"cpu": 32, "other": 512}  # window-samples per network call, when batch_size is None
+_ALLOCATOR_TUNED = False
+
+
+def tune_cpu_allocator() -> bool:
+    """Keep freed memory in the process between network calls (Linux/glibc; process-wide, applied once).
+
+    Every diffusion step allocates and frees the same few-MB tensors. By default glibc returns such blocks
+    to the kernel (``munmap``, heap trimming) and the next step faults them back in, page by page: measured
+    2,000-10,000 page faults per window-sample-step, a third of the CPU time of sampling on CPU. This sets
+    ``M_MMAP_THRESHOLD`` to 32 MiB, ``M_TRIM_THRESHOLD`` to 1 GiB and ``M_TOP_PAD`` to 64 MiB (what
+    ``MALLOC_*_`` environment variables would set at start-up); the cost is that the process keeps its peak
+    heap. Returns whether the settings were applied (False elsewhere than glibc Linux).
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED:
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+        ok = (libc.mallopt(m_mmap_threshold, 32 << 20) == 1) & (libc.mallopt(m_trim_threshold, 1 << 30) == 1)
+        ok &= libc.mallopt(m_top_pad, 64 << 20) == 1
+    except (OSError, AttributeError):
+        return False
+    _ALLOCATOR_TUNED = bool(ok)
+    return _ALLOCATOR_TUNED
 
 
 @dataclass
@@ -33,13 +62,36 @@ class SamplingResult:
     calls_per_batch: int
 
 
-def inference_model(model: nn.Module, precision: str = "fp32") -> nn.Module:
-    """The network that sampling calls: ``model`` itself for ``"fp32"``, an eval-mode bfloat16 copy for ``"bf16"``.
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """The precision ``"auto"`` stands for: ``"bf16"`` where the hardware computes bfloat16 natively.
 
-    The copy holds its own weights (cast once), so ``model`` and its fp32 master weights are untouched.
+    That is a CUDA device with bf16 support, or a CPU with AVX512-BF16 or AMX-BF16 (elsewhere oneDNN
+    emulates bf16 and fp32 is faster); else ``"fp32"``. Other values are returned unchanged.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    device = torch.device(device)
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type != "cpu":
+        return "fp32"
+    try:
+        caps = torch._C._cpu._get_cpu_capability()
+        native = bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+    except (AttributeError, RuntimeError):
+        native = False
+    return "bf16" if native else "fp32"
+
+
+def inference_model(model: nn.Module, precision: str = "fp32") -> nn.Module:
+    """The network that sampling calls: ``model`` itself for ``"fp32"``, an eval-mode bfloat16 copy for ``"bf16"``
+    (``"auto"``: see :func:`resolve_precision`).
+
+    The copy holds its own weights (cast once), so ``model`` and its fp32 master weights are untouched.
+    """
+    precision = resolve_precision(precision, next(model.parameters()).device)
     if precision == "fp32":
         return model
     return copy.deepcopy(model).to(torch.bfloat16).eval()
@@ -52,8 +104,7 @@ class _WindowEps:
         self.net, self.side, self.cond = net, side, cond
         self.cond_values = values * cond  # (B, K, L): channel 0 of every sample of these windows
         self.free = 1 - cond
-        # step indices as tensors, made once: no host-to-device copy per call, and torch.compile does not
-        # specialise (and recompile) on the Python int
+        # step indices as tensors, made once: no host-to-device copy per call
         self.steps = torch.arange(n_steps, device=values.device).view(n_steps, 1)
 
     def __call__(self, x_t: torch.Tensor, t: int) -> torch.Tensor:
@@ -75,28 +126,34 @@ def impute_windows(
     sampler: str = "ddpm",
     eta: float = 0.0,
     generator: torch.Generator | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     precision: str = "fp32",
     verbose: bool = False,
-    compile: bool = False,
+    tune_allocator: bool = True,
 ) -> SamplingResult:
     """Draw ``n_samples`` imputations of every window of ``data`` with the reverse ``chain``.
 
-    ``batch_size`` bounds the number of window-samples per network call: windows are taken
+    ``batch_size`` bounds the number of window-samples per network call (``None``: 32 on CPU, where
+    small calls stay in cache, 512 elsewhere; see ``benchmarks/results/throughput.md``): windows are taken
     ``max(1, batch_size // n_samples)`` at a time with all their samples folded into the batch
     (if ``n_samples`` alone exceeds ``batch_size``, the samples are split into several passes that
     share the window's side information). The denoiser is called exactly ``len(chain)`` times per pass.
     ``precision="bf16"`` runs a bfloat16 copy of the network (fp32 sampler arithmetic and outputs);
-    ``compile=True`` wraps it in :func:`torch.compile` (pays only for long jobs: compiling takes tens of
-    seconds per batch shape). Results are returned on the CPU in float32.
+    ``"auto"`` picks bf16 where the hardware computes it natively (:func:`resolve_precision`).
+    On CPU, ``tune_allocator`` applies :func:`tune_cpu_allocator`.
+    Results are returned on the CPU in float32.
     """
+    device = data.values.device
+    if batch_size is None:
+        batch_size = DEFAULT_BATCH_SIZE["cpu" if device.type == "cpu" else "other"]
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     sample_fn = get_sampler(sampler)
     extra = {"eta": eta} if sampler == "ddim" else {}
-    device = data.values.device
+    if tune_allocator and device.type == "cpu":
+        tune_cpu_allocator()
     n_win = len(data)
     per_pass = min(n_samples, batch_size)
     win_per_batch = max(1, batch_size // n_samples)
@@ -107,14 +164,13 @@ def impute_windows(
     was_training = model.training
     model.eval()
     net = inference_model(model, precision)
-    call = torch.compile(net, dynamic=False) if compile else net
     dtype = next(net.parameters()).dtype
     n_steps = int(chain.timesteps.max()) + 1 if len(chain) else 1
     for w0 in range(0, n_win, win_per_batch):
         values = data.values[w0 : w0 + win_per_batch]
         cond = data.observed[w0 : w0 + win_per_batch]
         side = [s.to(dtype) for s in model.encode_side(cond)]  # fp32 projection, cast once
-        counter = NFECounter(_WindowEps(call, values, cond, side, n_steps))
+        counter = NFECounter(_WindowEps(net, values, cond, side, n_steps))
         for s0 in range(0, n_samples, per_pass):
             s = min(per_pass, n_samples - s0)
             x = torch.randn((s * len(values), *values.shape[1:]), generator=generator, device=device)

@@ -41,36 +41,39 @@ def plot_results(rows: pd.DataFrame, path: str | os.PathLike[str], *, title: str
     from .report import summarize
 
     plt = require_matplotlib()
+    from matplotlib.ticker import FuncFormatter
+
     s = summarize(rows)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     classical = s[s["nfe"] == 0]
     diffusion = s[s["nfe"] > 0]
-    grey = plt.get_cmap("Greys")
-    for ax, metric, label in zip(axes, ("crps", "mae"), ("CRPS (CSDI, normalised)", "MAE"), strict=True):
+    dashes = ["--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3))]
+    for ax, metric, label in zip(axes, ("crps", "mae"), ("CRPS (CSDI, normalised, no unit)", "MAE"), strict=True):
         for method, part in diffusion.groupby("method", sort=False):
             part = part.sort_values("steps")
             ax.errorbar(part["steps"], part[metric], yerr=part[f"{metric}_std"], label=method, capsize=3,
                         linewidth=1.5, **_STYLE.get(method, {}))
         for i, (_, r) in enumerate(classical.iterrows()):
-            ax.axhline(r[metric], linestyle="--", linewidth=1, color=grey(0.35 + 0.12 * i))
-            ax.annotate(r["method"], xy=(1.0, r[metric]), xycoords=("axes fraction", "data"),
-                        xytext=(3, 0), textcoords="offset points", va="center", fontsize=8,
-                        color=grey(0.35 + 0.12 * i))
+            ax.axhline(r[metric], linestyle=dashes[i % len(dashes)], linewidth=1.2, color="0.4",
+                       label=f"{r['method']} (classical)")
         ticks = sorted(set(diffusion["steps"].astype(int)))
         if ticks:
             ax.set_xscale("log")
             ax.set_xticks(ticks)
             ax.set_xticklabels([str(t) for t in ticks])
             ax.minorticks_off()
-        ax.set_xlabel("sampling steps (network calls per sample)")
-        ax.set_ylabel(f"{label} [{rows['units'].iloc[0]}]")
-        ax.grid(True, alpha=0.3)
         values = s[metric].to_numpy()
-        if len(values) and np.isfinite(values).all():
-            lo, hi = values.min(), values.max()
-            ax.set_ylim(lo - 0.05 * (hi - lo + 1e-12), hi + 0.08 * (hi - lo + 1e-12))
-    if len(diffusion):
-        axes[0].legend(fontsize=8, loc="best")
+        if len(values) and np.isfinite(values).all() and values.min() > 0 and values.max() / values.min() > 10:
+            ax.set_yscale("log")  # few-step failures can be orders of magnitude worse
+            plain = FuncFormatter(lambda v, _pos: f"{v:g}")
+            ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(plain)
+            ax.tick_params(axis="y", which="minor", labelsize=7)
+        ax.set_xlabel("sampling steps (network calls per sample)")
+        ax.set_ylabel(label if metric == "crps" else f"{label} [{rows['units'].iloc[0]}]")
+        ax.grid(True, which="both", alpha=0.3)
+    if len(s):
+        axes[1].legend(fontsize=7.5, loc="best", ncol=2)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -5,9 +5,9 @@ meaningful but budget-limited figures in under 20 minutes on 2 CPU cores (data s
 few samples); ``paper`` is CSDI's protocol (CSDI's architecture, 200 epochs, 100 samples, the whole test
 fold), meant for a GPU. Every setting is written into the result files.
 
-"Training series" are PhysioNet stays, PM2.5 chunks of six days (one whole month each in ``paper``) and
-synthetic chunks of four windows; "test windows" are PhysioNet test stays, CSDI's PM2.5 test windows
-(an evenly spread subset) and synthetic test windows.
+"Training series" are PhysioNet stays, PM2.5 chunks of six days (whole months when ``n_train`` is None,
+as in the quick and paper profiles) and synthetic chunks of four windows; "test windows" are PhysioNet test
+stays, CSDI's PM2.5 test windows (an evenly spread subset) and synthetic test windows.
 """
 
 from __future__ import annotations
@@ -97,10 +97,9 @@ PROFILES: dict[str, BenchProfile] = {
         ddim_full=True,
     ),
     "quick": BenchProfile(
-        name="quick", epochs=30, channels=32, n_layers=2, n_heads=4, n_samples=10, steps=(50, 25, 10, 5),
-        n_train=480, n_test=64, learn_epochs=1, joint_steps=(10,), iterative_max_iter=10,
-        baseline_max_rows=20000, ddim_full=False,
-        overrides={"pm25": {"n_train": None, "epochs": 20}},
+        name="quick", epochs=20, channels=32, n_layers=1, n_heads=4, n_samples=10, steps=(50, 25, 10, 5),
+        n_train=320, n_test=20, learn_epochs=1, joint_steps=(10,), iterative_max_iter=10,
+        baseline_max_rows=5000, ddim_full=False, overrides={"pm25": {"n_train": None}},
     ),
     "paper": BenchProfile(
         name="paper", epochs=200, channels=64, n_layers=4, n_heads=8, n_samples=100, steps=(50, 25, 10, 5),
