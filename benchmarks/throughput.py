@@ -276,7 +276,7 @@ def plan(quick: bool, peers: bool, compile_rows: bool) -> list[dict]:
     for prec in ("fp32", "bf16"):
         rows.append({"kind": "gemm", "impl": "torch", "phase": "gemm", "precision": prec, "shape": [2048, 2048, 2048]})
         rows.append({"kind": "gemm", "impl": "torch", "phase": "gemm", "precision": prec, "shape": [26880, 64, 192]})
-    fwd_sizes = (8, 32) if quick else (2, 8, 16, 32, 64, 128)
+    fwd_sizes = (16,) if quick else (4, 8, 16, 32, 64, 128)
     for prec in ("fp32", "bf16"):
         for attn in ("sdpa", "math"):
             for n in fwd_sizes:
@@ -288,7 +288,7 @@ def plan(quick: bool, peers: bool, compile_rows: bool) -> list[dict]:
                          "attention": "math", "batch_size": 32, "steps": 1, "n_samples": 1, "windows": 32,
                          "compile": True})
     n_win, n_samp = (4, 4) if quick else (16, 16)
-    bs_list = (32,) if quick else (8, 32, 128, 512)
+    bs_list = (16,) if quick else (4, 16, 64, 512)
     for steps in (50, 10):
         for prec in ("fp32", "bf16"):
             for bs in bs_list:

@@ -23,7 +23,7 @@ from .diffusion.schedules import Chain
 from .training import WindowSet
 
 PRECISIONS = ("fp32", "bf16", "auto")
-DEFAULT_BATCH_SIZE = {"cpu": 32, "other": 512}  # window-samples per network call, when batch_size is None
+DEFAULT_BATCH_SIZE = {"cpu": 16, "other": 512}  # window-samples per network call, when batch_size is None
 _ALLOCATOR_TUNED = False
 
 
@@ -133,7 +133,7 @@ def impute_windows(
 ) -> SamplingResult:
     """Draw ``n_samples`` imputations of every window of ``data`` with the reverse ``chain``.
 
-    ``batch_size`` bounds the number of window-samples per network call (``None``: 32 on CPU, where
+    ``batch_size`` bounds the number of window-samples per network call (``None``: 16 on CPU, where
     small calls stay in cache, 512 elsewhere; see ``benchmarks/results/throughput.md``): windows are taken
     ``max(1, batch_size // n_samples)`` at a time with all their samples folded into the batch
     (if ``n_samples`` alone exceeds ``batch_size``, the samples are split into several passes that
