@@ -129,3 +129,27 @@ def test_training_step_runs_with_both_kernels():
         model.zero_grad()
         model(x, torch.randint(50, (6,)), model.encode_side(cond)).square().mean().backward()
         assert model.blocks[0].time_layer.in_proj.weight.grad.abs().sum() > 0
+
+
+def test_impute_windows_bf16_close_to_fp32_and_default_batch():
+    from tsimpute.diffusion.schedules import NoiseSchedule, uniform_steps
+    from tsimpute.inference import impute_windows, resolve_precision, tune_cpu_allocator
+    from tsimpute.training import WindowSet
+
+    model = small_model(k=5)
+    x, cond = inputs(n=3, b=3)
+    data = WindowSet(x[..., 0] * cond, cond)
+    chain = NoiseSchedule(50).chain(uniform_steps(50, 5))
+    runs = {
+        p: impute_windows(model, data, chain, n_samples=4, sampler="ddim", precision=p,
+                          generator=torch.Generator().manual_seed(0))
+        for p in ("fp32", "bf16")
+    }
+    assert runs["fp32"].samples.shape == (4, 3, 5, 12)
+    assert runs["fp32"].nfe == 5  # default CPU batch (16 window-samples): the 3 windows x 4 samples in one pass
+    observed = cond.bool().expand(4, -1, -1, -1)
+    torch.testing.assert_close(runs["bf16"].samples[observed], runs["fp32"].samples[observed])
+    gap = (runs["bf16"].samples - runs["fp32"].samples).abs().mean() / runs["fp32"].samples.abs().mean()
+    assert gap < 0.05
+    assert resolve_precision("auto", "cpu") in ("fp32", "bf16")
+    assert isinstance(tune_cpu_allocator(), bool)
