@@ -55,7 +55,7 @@ def test_joint_fit_is_reproducible(joint, sinusoids):
 ])
 def test_mask_options_fit(sinusoids, options):
     X, _ = sinusoids
-    imp = Imputer(step_selection="learned", target_steps=4, random_state=1, **{**LEARN, "epochs": 4}, **options)
+    imp = Imputer(step_selection="learned", target_steps=4, random_state=1, **{**LEARN, "epochs": 4, **options})
     out = imp.fit(X).transform(X)
     assert imp.learned_steps_.shape == (4,) and not out.isna().any().any()
 
