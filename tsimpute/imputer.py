@@ -129,8 +129,9 @@ class Imputer(TransformerMixin, BaseEstimator):
         Epochs without validation improvement before stopping; the best weights are kept.
     precision : {"fp32", "bf16"}, default="fp32"
         Autocast precision of the network (master weights stay fp32).
-    inference_batch_size : int, default=512
-        Window-samples per network call when sampling (bounds memory).
+    inference_batch_size : int or None, default=None
+        Window-samples per network call when sampling (bounds memory). ``None``: 16 on CPU (fastest in
+        ``benchmarks/results/throughput.md``), 512 on GPUs.
     device : str, default="auto"
         ``"auto"`` picks CUDA when available.
     random_state : int, RandomState instance or None, default=None
@@ -180,7 +181,7 @@ class Imputer(TransformerMixin, BaseEstimator):
         validation_fraction: float = 0.1,
         patience: int | None = 20,
         precision: str = "fp32",
-        inference_batch_size: int = 512,
+        inference_batch_size: int | None = None,
         device: str = "auto",
         random_state=None,
         verbose: bool = True,
@@ -220,9 +221,10 @@ class Imputer(TransformerMixin, BaseEstimator):
             if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
 
-        for name in ("n_steps", "epochs", "batch_size", "channels", "n_layers", "n_heads", "n_samples",
-                     "inference_batch_size"):
+        for name in ("n_steps", "epochs", "batch_size", "channels", "n_layers", "n_heads", "n_samples"):
             positive_int(name)
+        if self.inference_batch_size is not None:
+            positive_int("inference_batch_size")
         positive_int("window", 2)
         choices = {
             "schedule": SCHEDULES,
