@@ -12,6 +12,8 @@ import copy
 import ctypes
 import math
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -97,11 +99,57 @@ def inference_model(model: nn.Module, precision: str = "fp32") -> nn.Module:
     return copy.deepcopy(model).to(torch.bfloat16).eval()
 
 
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _worker_pool(threads: int) -> ThreadPoolExecutor:
+    """A pool of ``threads`` workers, each running torch with one intra-op thread (made once per size)."""
+    with _POOLS_LOCK:
+        if threads not in _POOLS:
+            _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="tsimpute-infer",
+                                                 initializer=torch.set_num_threads, initargs=(1,))
+        return _POOLS[threads]
+
+
+def parallel_forward(net: nn.Module, inp: torch.Tensor, t: torch.Tensor, side: list[torch.Tensor],
+                     threads: int) -> torch.Tensor:
+    """``net`` on ``inp (n_samples, B, K, L, 2)`` (samples of B windows) → ``(n_samples * B, K, L)``, the batch
+    split over ``threads`` workers with one torch thread each.
+
+    On CPU this beats one call with ``threads`` intra-op threads: each worker runs every operation of its
+    share of the batch back to back, with no fork/join per operation, and the fused kernels do not compete
+    with idle-spinning OpenMP threads (``benchmarks/results/throughput.md``). The batch is split by samples
+    where there are enough of them (the side information is shared), else by windows.
+    """
+    n, b = inp.shape[:2]
+    if threads <= 1 or n * b < 2:
+        return net(inp.view(n * b, *inp.shape[2:]), t, side)
+    if n >= threads:
+        bounds = [n * i // threads for i in range(threads + 1)]
+        parts = [(inp[i:j].reshape(-1, *inp.shape[2:]), side) for i, j in zip(bounds, bounds[1:]) if j > i]
+    else:
+        threads = min(threads, b)
+        bounds = [b * i // threads for i in range(threads + 1)]
+        parts = [(inp[:, i:j].reshape(-1, *inp.shape[2:]), [s[i:j] for s in side])
+                 for i, j in zip(bounds, bounds[1:]) if j > i]
+
+    def run(part):
+        with torch.no_grad():
+            return net(part[0], t, part[1])
+
+    outs = list(_worker_pool(threads).map(run, parts))
+    if n >= threads:
+        return torch.cat(outs)
+    return torch.cat([o.view(n, -1, *o.shape[1:]) for o in outs], dim=1).view(n * b, *outs[0].shape[1:])
+
+
 class _WindowEps:
     """``eps_fn(x_t, t)`` for one batch of windows: the conditional channel and the side info are fixed."""
 
-    def __init__(self, net, values: torch.Tensor, cond: torch.Tensor, side: list[torch.Tensor], n_steps: int):
-        self.net, self.side, self.cond = net, side, cond
+    def __init__(self, net, values: torch.Tensor, cond: torch.Tensor, side: list[torch.Tensor], n_steps: int,
+                 threads: int = 1):
+        self.net, self.side, self.cond, self.threads = net, side, cond, threads
         self.cond_values = values * cond  # (B, K, L): channel 0 of every sample of these windows
         self.free = 1 - cond
         # step indices as tensors, made once: no host-to-device copy per call
@@ -113,7 +161,7 @@ class _WindowEps:
         inp = torch.empty((n, b, k, l, 2), dtype=x_t.dtype, device=x_t.device)
         inp[..., 0] = self.cond_values
         torch.mul(x_t.view(n, b, k, l), self.free, out=inp[..., 1])
-        return self.net(inp.view(n * b, k, l, 2), self.steps[t], self.side).float()
+        return parallel_forward(self.net, inp, self.steps[t], self.side, self.threads).float()
 
 
 @torch.no_grad()
@@ -166,11 +214,12 @@ def impute_windows(
     net = inference_model(model, precision)
     dtype = next(net.parameters()).dtype
     n_steps = int(chain.timesteps.max()) + 1 if len(chain) else 1
+    threads = torch.get_num_threads() if device.type == "cpu" else 1
     for w0 in range(0, n_win, win_per_batch):
         values = data.values[w0 : w0 + win_per_batch]
         cond = data.observed[w0 : w0 + win_per_batch]
         side = [s.to(dtype) for s in model.encode_side(cond)]  # fp32 projection, cast once
-        counter = NFECounter(_WindowEps(net, values, cond, side, n_steps))
+        counter = NFECounter(_WindowEps(net, values, cond, side, n_steps, threads))
         for s0 in range(0, n_samples, per_pass):
             s = min(per_pass, n_samples - s0)
             x = torch.randn((s * len(values), *values.shape[1:]), generator=generator, device=device)

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import StepEmbedding, TransformerLayer, resolve_attention, sinusoidal_position_embedding
+from . import cpu_kernels
+from .layers import StepEmbedding, TransformerLayer, check_attention, sinusoidal_position_embedding
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 
@@ -62,22 +63,29 @@ class ResidualBlock(nn.Module):
         self.time_layer = TransformerLayer(c, cfg.n_heads, cfg.ff_dim, cfg.dropout)
         self.feature_layer = TransformerLayer(c, cfg.n_heads, cfg.ff_dim, cfg.dropout)
 
-    def forward(self, x: torch.Tensor, step_emb: torch.Tensor, side: torch.Tensor):
-        """``x (N, K, L, C)``, ``step_emb (N or 1, E)``, ``side (B, K, L, 2C)`` with N a multiple of B."""
+    def forward(self, x: torch.Tensor, step_emb: torch.Tensor, side: torch.Tensor, skip: torch.Tensor | None = None):
+        """``x (N, K, L, C)``, ``step_emb (N or 1, E)``, ``side (B, K, L, 2C)`` with N a multiple of B (from
+        :meth:`CSDIDenoiser.encode_side`) and the sum of the previous blocks' skip outputs (None for the first).
+
+        Returns the block's output and the updated skip sum.
+        """
         n, k, l, c = x.shape
         y = x + self.diffusion_projection(step_emb)[:, None, None, :]
+        fused = (self.time_layer.fused(y, l) and self.feature_layer.fused(y, k) and side.dtype == y.dtype
+                 and (skip is None or skip.dtype == y.dtype))
         if l > 1:
-            y = self.time_layer(y.view(n * k, l, c)).view(n, k, l, c)
+            y = self.time_layer(y, seq_dim=2)
         if k > 1:
-            y = y.transpose(1, 2).reshape(n * l, k, c)
-            y = self.feature_layer(y).view(n, l, k, c).transpose(1, 2)
-        y = self.mid_projection(y)  # channels-last again: (N, K, L, 2C), contiguous
+            y = self.feature_layer(y, seq_dim=1)
+        # side already holds the bias of mid_projection; it is broadcast over the samples folded in front (no copy)
+        y = F.linear(y, self.mid_projection.weight)  # (N, K, L, 2C)
+        if fused:
+            y = F.linear(cpu_kernels.gated_activation(y.contiguous(), side.contiguous()), self.output_projection.weight)
+            return cpu_kernels.residual_skip(x.contiguous(), y, self.output_projection.bias, skip)
         b = side.shape[0]
-        # the window's side information is broadcast over the samples folded in front (a view, no copy)
-        y = (y.view(n // b, b, k, l, 2 * c) + side).view(n, k, l, 2 * c)
-        y = self.output_projection(gated_activation(y))
-        residual, skip = y.chunk(2, dim=-1)
-        return (x + residual) * _INV_SQRT2, skip
+        y = gated_activation((y.reshape(n // b, b, k, l, 2 * c) + side).view(n, k, l, 2 * c))
+        residual, s = self.output_projection(y).chunk(2, dim=-1)
+        return (x + residual) * _INV_SQRT2, s if skip is None else skip + s
 
 
 class CSDIDenoiser(nn.Module):
@@ -104,7 +112,8 @@ class CSDIDenoiser(nn.Module):
         """Project the side information of windows ``cond_mask (B, K, L)`` once, for every block.
 
         ``positions (B, L)`` are the time positions (default ``0..L-1``). Returns one ``(B, K, L, 2C)``
-        tensor per residual block.
+        tensor per residual block: its side projection plus the bias of its ``mid_projection`` (the two
+        terms that a block adds to its pre-activation whatever the step).
         """
         b, k, l = cond_mask.shape
         cfg = self.config
@@ -115,16 +124,17 @@ class CSDIDenoiser(nn.Module):
         feat_emb = feat[None, :, None, :].expand(b, k, l, -1)
         side = torch.cat([time_emb, feat_emb.to(time_emb.dtype), cond_mask[..., None].to(time_emb.dtype)], dim=-1)
         side = side.to(self.input_projection.weight.dtype)
-        return [blk.side_projection(side) for blk in self.blocks]
+        return [blk.side_projection(side) + blk.mid_projection.bias for blk in self.blocks]
 
     @property
     def attention(self) -> str:
-        """Attention kernel of every transformer layer: ``"auto"``, ``"sdpa"`` or ``"math"`` (same maths)."""
+        """Attention kernel of every transformer layer: ``"auto"``, ``"sdpa"``, ``"math"`` or ``"fused"`` (same
+        maths; see :mod:`tsimpute.models.layers`)."""
         return self.blocks[0].time_layer.attention
 
     @attention.setter
     def attention(self, impl: str) -> None:
-        resolve_attention(impl, "cpu")
+        check_attention(impl)
         for blk in self.blocks:
             blk.time_layer.attention = impl
             blk.feature_layer.attention = impl
@@ -153,8 +163,7 @@ class CSDIDenoiser(nn.Module):
         h = F.relu(self.input_projection(x.to(dtype)))
         skip = None
         for blk, side_b in zip(self.blocks, side, strict=True):
-            h, s = blk(h, step_emb, side_b.to(dtype))
-            skip = s if skip is None else skip + s
+            h, skip = blk(h, step_emb, side_b.to(dtype), skip)
         h = skip * (1.0 / math.sqrt(len(self.blocks)))
         h = F.relu(self.output_projection1(h))
         return self.output_projection2(h).view(n, *x.shape[1:3])

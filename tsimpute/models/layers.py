@@ -1,12 +1,17 @@
 """Building blocks shared by the denoisers: sinusoidal embeddings and a transformer layer with fused attention.
 
 Attention in CSDI is many short sequences (48 time steps, 35 features) with a tiny head dimension (8).
-Two implementations give the same maths (tested against ``nn.TransformerEncoderLayer``):
+Three implementations give the same maths (tested against ``nn.TransformerEncoderLayer``):
 
 - ``"sdpa"``: :func:`torch.nn.functional.scaled_dot_product_attention` (flash kernel on CPU and CUDA);
 - ``"math"``: two batched matmuls around a softmax, with the second product taken as ``V^T P^T`` so that
   the GEMM writes rows of length S rather than d (on CPU, 1.3-2x faster than the flash kernel at these
-  sizes; see ``benchmarks/results/throughput.md``).
+  sizes; see ``benchmarks/results/throughput.md``);
+- ``"fused"``: CPU inference only, the kernels of :mod:`.cpu_kernels` (attention in registers, read in
+  place along any axis; residual + layer norm in one pass); training and other devices use ``"math"``
+  (CPU) or ``"sdpa"``.
+
+``"auto"`` is ``"fused"`` on CPU where the kernels are available, else ``"math"``, and ``"sdpa"`` elsewhere.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ATTENTION_IMPLS = ("auto", "sdpa", "math")
+from . import cpu_kernels
+
+ATTENTION_IMPLS = ("auto", "sdpa", "math", "fused")
 _SCORE_BYTES = 2 << 20  # scores per chunk of the "math" attention at inference (fits two L2 caches)
 
 
@@ -55,13 +62,33 @@ class StepEmbedding(nn.Module):
         return F.silu(self.projection2(x))
 
 
-def resolve_attention(impl: str, device: torch.device | str) -> str:
-    """The attention implementation ``"auto"`` stands for on ``device``: ``"math"`` on CPU, ``"sdpa"`` elsewhere."""
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
+def check_attention(impl: str) -> str:
+    """``impl`` if it names an attention implementation, else a ValueError."""
     if impl not in ATTENTION_IMPLS:
         raise ValueError(f"attention must be one of {ATTENTION_IMPLS}, got {impl!r}")
-    if impl != "auto":
-        return impl
-    return "math" if torch.device(device).type == "cpu" else "sdpa"
+    return impl
+
+
+def resolve_attention(impl: str, device: torch.device | str) -> str:
+    """The attention implementation ``impl`` stands for on ``device``.
+
+    ``"auto"``: ``"fused"`` on CPU where :mod:`.cpu_kernels` are available, else ``"math"``; ``"sdpa"`` on
+    other devices. ``"fused"`` is CPU-only: elsewhere it stands for ``"sdpa"``.
+    """
+    check_attention(impl)
+    cpu = torch.device(device).type == "cpu"
+    if impl == "auto":
+        return "math" if cpu and not cpu_kernels.available() else ("fused" if cpu else "sdpa")
+    if impl == "fused" and not cpu:
+        return "sdpa"
+    return impl
 
 
 def multi_head_attention(
@@ -125,15 +152,15 @@ class TransformerLayer(nn.Module):
     """Post-norm transformer encoder layer (as ``nn.TransformerEncoderLayer`` with GELU) on ``(N, S, C)``.
 
     Parameter names and shapes match PyTorch's layer (``in_proj`` holds its ``self_attn.in_proj_*``,
-    ``out_proj`` its ``self_attn.out_proj``). ``attention`` picks the attention kernel (``"auto"``:
-    ``"math"`` on CPU, ``"sdpa"`` on other devices); it can be changed after construction.
+    ``out_proj`` its ``self_attn.out_proj``). ``attention`` picks the attention kernel (see
+    :func:`resolve_attention`); it can be changed after construction.
     """
 
     def __init__(self, channels: int, n_heads: int, ff_dim: int, dropout: float = 0.1, attention: str = "auto"):
         super().__init__()
         if channels % n_heads:
             raise ValueError(f"channels ({channels}) must be divisible by n_heads ({n_heads})")
-        resolve_attention(attention, "cpu")  # validate early
+        check_attention(attention)
         self.n_heads = n_heads
         self.dropout = dropout
         self.attention = attention
@@ -144,9 +171,35 @@ class TransformerLayer(nn.Module):
         self.norm1 = nn.LayerNorm(channels)
         self.norm2 = nn.LayerNorm(channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def fused(self, x: torch.Tensor, seq_len: int) -> bool:
+        """Whether :meth:`forward` on ``x`` runs the fused CPU kernels (inference on CPU, supported shapes)."""
+        if self.training or resolve_attention(self.attention, x.device) != "fused":
+            return False
+        if x.dtype != self.in_proj.weight.dtype or _autocast_enabled(x.device.type):
+            return False
+        c = x.shape[-1]
+        return cpu_kernels.supports(x) and cpu_kernels.attention_supported(seq_len, c, self.n_heads)
+
+    def forward(self, x: torch.Tensor, seq_dim: int = -2) -> torch.Tensor:
+        """Encode ``x (..., C)`` along its dimension ``seq_dim`` (the other leading dimensions index sequences)."""
+        seq_dim = seq_dim % x.dim()
+        if seq_dim == x.dim() - 1:
+            raise ValueError("seq_dim must name a leading dimension of x, not its channels")
+        if self.fused(x, x.shape[seq_dim]):  # GEMMs without bias; the biases are added by the fused kernels
+            x = x.contiguous()
+            a = cpu_kernels.attention(F.linear(x, self.in_proj.weight), self.n_heads, seq_dim, self.in_proj.bias)
+            x = cpu_kernels.add_layer_norm(x, F.linear(a, self.out_proj.weight), self.norm1, self.out_proj.bias)
+            f = cpu_kernels.bias_gelu(F.linear(x, self.linear1.weight), self.linear1.bias)
+            return cpu_kernels.add_layer_norm(x, F.linear(f, self.linear2.weight), self.norm2, self.linear2.bias)
+        if seq_dim != x.dim() - 2:  # sequences along another axis: encode a transposed copy
+            y = x.movedim(seq_dim, -2)
+            return self._forward(y.reshape(-1, *y.shape[-2:])).view(y.shape).movedim(-2, seq_dim)
+        return self._forward(x.reshape(-1, *x.shape[-2:])).view(x.shape)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.dropout if self.training else 0.0
         impl = resolve_attention(self.attention, x.device)
+        impl = "math" if impl == "fused" else impl
         a = multi_head_attention(self.in_proj(x), self.n_heads, p, impl)
         x = self.norm1(x + F.dropout(self.out_proj(a), p, self.training))
         f = self.linear2(F.dropout(F.gelu(self.linear1(x)), p, self.training))

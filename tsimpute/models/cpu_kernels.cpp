@@ -1,0 +1,370 @@
+// Fused CPU kernels for the inference forward of tsimpute's denoisers (compiled on first use, see cpu_kernels.py).
+//
+// Tensors are passed as raw pointers to contiguous float32 (dtype 0) or bfloat16 (dtype 1) data; arithmetic is
+// float32. Each entry point processes a range [i0, i1) of independent units (sequences or token rows), so that
+// the caller can split the work over threads. Entry points return 0, or a negative value for unsupported shapes.
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace {
+
+typedef float v16 __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+
+inline v16 splat(float x) { return (v16){} + x; }
+
+// 2^t for t <= 0: t = n + f with n an integer and |f| <= 1/2, 2^f by its Taylor polynomial of degree 6
+// (relative error below 1.2e-7), times 2^n.
+inline v16 exp2_neg(v16 t) {
+    t = t < splat(-126.0f) ? splat(-126.0f) : t;
+#if defined(__AVX512F__)
+    v16 n = (v16)_mm512_roundscale_ps((__m512)t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#else
+    const v16 magic = splat(12582912.0f);  // 1.5 * 2^23: adding and subtracting it rounds to an integer
+    v16 n = (t + magic) - magic;
+#endif
+    v16 f = t - n;
+    v16 p = splat(1.5403530393381606e-4f);
+    p = p * f + splat(1.3333558146428443e-3f);
+    p = p * f + splat(9.6181291076284772e-3f);
+    p = p * f + splat(5.5504108664821580e-2f);
+    p = p * f + splat(2.4022650695910071e-1f);
+    p = p * f + splat(6.9314718055994531e-1f);
+    p = p * f + splat(1.0f);
+#if defined(__AVX512F__)
+    return (v16)_mm512_scalef_ps((__m512)p, (__m512)n);
+#else
+    v16i e = (__builtin_convertvector(n, v16i) + 127) << 23;
+    return p * (v16)e;
+#endif
+}
+
+constexpr float LOG2E = 1.44269504088896341f;
+
+// exp(x) for x <= 0.
+inline v16 exp_neg(v16 x) { return exp2_neg(x * splat(LOG2E)); }
+
+inline float hsum(v16 v) {
+#if defined(__AVX512F__)
+    return _mm512_reduce_add_ps((__m512)v);
+#else
+    float s = 0.0f;
+    for (int i = 0; i < 16; i++) s += v[i];
+    return s;
+#endif
+}
+
+inline v16 sigmoid(v16 x) {
+    v16 ax = x < splat(0.0f) ? -x : x;
+    v16 e = exp_neg(-ax);
+    v16 inv = splat(1.0f) / (splat(1.0f) + e);
+    return x < splat(0.0f) ? e * inv : inv;
+}
+
+inline uint16_t f32_to_bf16(float f) {  // round to nearest even
+    uint32_t b;
+    memcpy(&b, &f, 4);
+    b += 0x7FFFu + ((b >> 16) & 1u);
+    return (uint16_t)(b >> 16);
+}
+
+inline void store(float *p, int64_t i, float v) { p[i] = v; }
+inline void store(uint16_t *p, int64_t i, float v) { p[i] = f32_to_bf16(v); }
+
+typedef uint16_t v16h __attribute__((vector_size(32)));
+typedef uint32_t v16u __attribute__((vector_size(64)));
+
+// 16 consecutive values as a float32 vector, and back.
+inline v16 load16(const float *p) {
+    v16 v;
+    memcpy(&v, p, 64);
+    return v;
+}
+inline v16 load16(const uint16_t *p) {
+    v16h h;
+    memcpy(&h, p, 32);
+    return (v16)(__builtin_convertvector(h, v16u) << 16);
+}
+inline void store16(float *p, v16 v) { memcpy(p, &v, 64); }
+inline void store16(uint16_t *p, v16 v) {
+#if defined(__AVX512BF16__)
+    _mm256_storeu_si256((__m256i *)p, (__m256i)_mm512_cvtneps_pbh((__m512)v));
+#else
+    v16u b = (v16u)v;
+    b += 0x7FFFu + ((b >> 16) & 1u);  // round to nearest even
+    v16h h = __builtin_convertvector(b >> 16, v16h);
+    memcpy(p, &h, 32);
+#endif
+}
+
+constexpr int SMAX = 512;
+
+// erf(x), Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7).
+inline v16 erf(v16 x) {
+    v16 ax = x < splat(0.0f) ? -x : x;
+    v16 t = splat(1.0f) / (splat(1.0f) + splat(0.3275911f) * ax);
+    v16 p = splat(1.061405429f);
+    p = p * t + splat(-1.453152027f);
+    p = p * t + splat(1.421413741f);
+    p = p * t + splat(-0.284496736f);
+    p = p * t + splat(0.254829592f);
+    v16 y = splat(1.0f) - p * t * exp_neg(-ax * ax);
+    return x < splat(0.0f) ? -y : y;
+}
+
+// Softmax attention of one head of dimension D over sequences of length S, queries 16 at a time in the lanes of a
+// vector: scores, running maximum, exponentials, normaliser and the weighted sum of values stay in registers.
+// The projections' bias (3C values, or null) is added as the rows are read. With bfloat16 inputs on a CPU with
+// AVX512-BF16, q.k is computed by bfloat16 dot-product instructions (exact products, float32 sums).
+template <typename T, int D>
+void attention_impl(const T *qkv, const T *bias, T *out, int64_t q0, int64_t q1, int64_t nb, int64_t sa, int64_t sb,
+                    int64_t se, int S, int C) {
+    const int H = C / D;
+    const int nblk = (S + 15) / 16;
+    const int64_t ld = 3 * C;
+    const v16 c2 = splat(LOG2E / sqrtf((float)D));  // softmax(q.k / sqrt(D)) with exp(x) = 2^(x log2 e)
+#if defined(__AVX512BF16__)
+    constexpr bool dot_bf16 = sizeof(T) == 2;
+    alignas(64) uint32_t qp[D / 2][SMAX];  // query channel pairs as bfloat16 pairs
+    uint16_t *rows16 = new uint16_t[(size_t)S * ld];
+#else
+    constexpr bool dot_bf16 = false;
+#endif
+    alignas(64) float qt[D][SMAX];
+    alignas(64) v16 scores[SMAX];
+    float *rows = new float[(size_t)S * ld];
+    v16 *bv = new v16[ld / 16];
+    for (int k = 0; k < ld / 16; k++) bv[k] = bias ? load16(bias + 16 * k) : splat(0.0f);
+    memset(qt, 0, sizeof(qt));
+#if defined(__AVX512BF16__)
+    memset(qp, 0, sizeof(qp));
+#endif
+    for (int64_t q = q0; q < q1; q++) {
+        const int64_t base = (q / nb) * sa + (q % nb) * sb;
+        for (int e = 0; e < S; e++) {
+            const T *src = qkv + (base + e * se) * ld;
+            float *dst = rows + (size_t)e * ld;
+            for (int k = 0; k < ld / 16; k++) store16(dst + 16 * k, load16(src + 16 * k) + bv[k]);
+#if defined(__AVX512BF16__)
+            if (dot_bf16)  // rounded to bfloat16 as a bfloat16 projection with bias would be
+                for (int k = 0; k < ld / 16; k++) store16(rows16 + (size_t)e * ld + 16 * k, load16(dst + 16 * k));
+#endif
+        }
+        for (int h = 0; h < H; h++) {
+            const float *vr = rows + 2 * C + h * D;
+#if defined(__AVX512BF16__)
+            const uint16_t *kr16 = rows16 + C + h * D;
+            if (dot_bf16)
+                for (int e = 0; e < S; e++)
+                    for (int c = 0; c < D / 2; c++) memcpy(&qp[c][e], rows16 + (size_t)e * ld + h * D + 2 * c, 4);
+            else
+#endif
+                for (int e = 0; e < S; e++)  // float32 queries carry the factor log2(e) / sqrt(D)
+                    for (int c = 0; c < D; c++) qt[c][e] = rows[(size_t)e * ld + h * D + c] * c2[0];
+            const float *kr = rows + C + h * D;
+            for (int ib = 0; ib < nblk; ib++) {
+                v16 m = splat(-INFINITY);
+#if defined(__AVX512BF16__)
+                if (dot_bf16) {
+                    __m512bh qv[D / 2];
+                    for (int c = 0; c < D / 2; c++) qv[c] = (__m512bh)_mm512_load_si512((const void *)&qp[c][ib * 16]);
+                    for (int j = 0; j < S; j++) {
+                        const uint16_t *kj = kr16 + j * ld;
+                        uint32_t w;
+                        memcpy(&w, kj, 4);
+                        __m512 s = _mm512_dpbf16_ps(_mm512_setzero_ps(), qv[0], (__m512bh)_mm512_set1_epi32((int)w));
+                        for (int c = 1; c < D / 2; c++) {
+                            memcpy(&w, kj + 2 * c, 4);
+                            s = _mm512_dpbf16_ps(s, qv[c], (__m512bh)_mm512_set1_epi32((int)w));
+                        }
+                        scores[j] = (v16)s;
+                        m = (v16)s > m ? (v16)s : m;
+                    }
+                } else
+#endif
+                {
+                    v16 qv[D];
+                    for (int c = 0; c < D; c++) qv[c] = load16(&qt[c][ib * 16]);
+                    for (int j = 0; j < S; j++) {
+                        v16 s = qv[0] * kr[j * ld];
+                        for (int c = 1; c < D; c++) s += qv[c] * kr[j * ld + c];
+                        scores[j] = s;
+                        m = s > m ? s : m;
+                    }
+                }
+                                v16 o[D];
+                for (int c = 0; c < D; c++) o[c] = splat(0.0f);
+                v16 sum = splat(0.0f);
+                for (int j = 0; j < S; j++) {
+                    v16 p = exp2_neg(dot_bf16 ? (scores[j] - m) * c2 : scores[j] - m);
+                    sum += p;
+                    for (int c = 0; c < D; c++) o[c] += p * vr[j * ld + c];
+                }
+                v16 inv = splat(1.0f) / sum;
+                const int ni = S - ib * 16 < 16 ? S - ib * 16 : 16;
+                for (int i = 0; i < ni; i++) {
+                    T *dst = out + (base + (int64_t)(ib * 16 + i) * se) * C + h * D;
+                    for (int c = 0; c < D; c++) store(dst, c, o[c][i] * inv[i]);
+                }
+            }
+        }
+    }
+#if defined(__AVX512BF16__)
+    delete[] rows16;
+#endif
+    delete[] bv;
+    delete[] rows;
+}
+
+template <typename T>
+int attention_dispatch(const void *qkv, const void *bias, void *out, int64_t q0, int64_t q1, int64_t nb, int64_t sa,
+                       int64_t sb, int64_t se, int S, int C, int H) {
+    const T *x = (const T *)qkv, *b = (const T *)bias;
+    T *y = (T *)out;
+    switch (C / H) {
+        case 4: attention_impl<T, 4>(x, b, y, q0, q1, nb, sa, sb, se, S, C); return 0;
+        case 8: attention_impl<T, 8>(x, b, y, q0, q1, nb, sa, sb, se, S, C); return 0;
+        case 16: attention_impl<T, 16>(x, b, y, q0, q1, nb, sa, sb, se, S, C); return 0;
+        case 32: attention_impl<T, 32>(x, b, y, q0, q1, nb, sa, sb, se, S, C); return 0;
+        default: return -2;
+    }
+}
+
+constexpr int VMAX = 64;  // rows of at most 64 vectors (1024 values)
+
+// out = LayerNorm(x + y + ybias) * w + b over rows of C values.
+template <typename T>
+void add_layer_norm_impl(const T *x, const T *y, const T *ybias, const T *w, const T *b, T *out, int64_t r0,
+                         int64_t r1, int C, float eps) {
+    const int nv = C / 16;
+    v16 wv[VMAX], bv[VMAX], yb[VMAX], v[VMAX];
+    for (int k = 0; k < nv; k++) {
+        wv[k] = load16(w + 16 * k);
+        bv[k] = load16(b + 16 * k);
+        yb[k] = ybias ? load16(ybias + 16 * k) : splat(0.0f);
+    }
+    for (int64_t r = r0; r < r1; r++) {
+        v16 s = splat(0.0f);
+        for (int k = 0; k < nv; k++) {
+            v[k] = load16(x + r * C + 16 * k) + load16(y + r * C + 16 * k) + yb[k];
+            s += v[k];
+        }
+        const float mean = hsum(s) / C;
+        v16 q = splat(0.0f);
+        for (int k = 0; k < nv; k++) {
+            v[k] -= mean;
+            q += v[k] * v[k];
+        }
+        const float rstd = 1.0f / sqrtf(hsum(q) / C + eps);
+        for (int k = 0; k < nv; k++) store16(out + r * C + 16 * k, v[k] * rstd * wv[k] + bv[k]);
+    }
+}
+
+// out = gelu(x + bias) (the exact, erf-based GELU) over rows of C values.
+template <typename T>
+void bias_gelu_impl(const T *x, const T *bias, T *out, int64_t r0, int64_t r1, int C) {
+    const int nv = C / 16;
+    v16 bv[VMAX];
+    for (int k = 0; k < nv; k++) bv[k] = load16(bias + 16 * k);
+    for (int64_t r = r0; r < r1; r++)
+        for (int k = 0; k < nv; k++) {
+            v16 v = load16(x + r * C + 16 * k) + bv[k];
+            store16(out + r * C + 16 * k, splat(0.5f) * v * (splat(1.0f) + erf(v * splat(0.70710678118654752f))));
+        }
+}
+
+// CSDI's gated activation of y = m + side: out = sigmoid(y[:, :C]) * tanh(y[:, C:]), rows of 2C values; row r of m
+// uses row r % side_rows of side (the side information broadcast over the samples folded in front).
+template <typename T>
+void gated_impl(const T *m, const T *side, T *out, int64_t r0, int64_t r1, int64_t side_rows, int C) {
+    const int nv = C / 16;
+    for (int64_t r = r0; r < r1; r++) {
+        const T *mr = m + r * 2 * C, *sr = side + (r % side_rows) * 2 * C;
+        for (int k = 0; k < nv; k++) {
+            v16 gate = load16(mr + 16 * k) + load16(sr + 16 * k);
+            v16 filt = load16(mr + C + 16 * k) + load16(sr + C + 16 * k);
+            v16 th = splat(2.0f) * sigmoid(splat(2.0f) * filt) - splat(1.0f);
+            store16(out + r * C + 16 * k, sigmoid(gate) * th);
+        }
+    }
+}
+
+// The end of a residual block: with [res, sk] = y + bias (rows of 2C), x_out = (x + res) / sqrt(2) and
+// skip = sk (first block) or skip + sk.
+template <typename T>
+void residual_skip_impl(const T *x, const T *y, const T *bias, T *x_out, T *skip, int64_t r0, int64_t r1, int C,
+                        int first) {
+    const int nv = C / 16;
+    v16 br[VMAX], bs[VMAX];
+    for (int k = 0; k < nv; k++) br[k] = load16(bias + 16 * k), bs[k] = load16(bias + C + 16 * k);
+    for (int64_t r = r0; r < r1; r++)
+        for (int k = 0; k < nv; k++) {
+            const int64_t i = r * C + 16 * k;
+            v16 res = load16(y + 2 * r * C + 16 * k) + br[k];
+            v16 sk = load16(y + 2 * r * C + C + 16 * k) + bs[k];
+            store16(x_out + i, (load16(x + i) + res) * splat(0.70710678118654752f));
+            store16(skip + i, first ? sk : load16(skip + i) + sk);
+        }
+}
+
+}  // namespace
+
+extern "C" {
+
+int tsi_attention(const void *qkv, const void *bias, void *out, int dtype, int64_t q0, int64_t q1, int64_t nb,
+                  int64_t sa, int64_t sb, int64_t se, int S, int C, int H) {
+    if (S < 1 || S > SMAX || H < 1 || C % H || C % 16) return -1;
+    return dtype == 0 ? attention_dispatch<float>(qkv, bias, out, q0, q1, nb, sa, sb, se, S, C, H)
+                      : attention_dispatch<uint16_t>(qkv, bias, out, q0, q1, nb, sa, sb, se, S, C, H);
+}
+
+int tsi_add_layer_norm(const void *x, const void *y, const void *ybias, const void *w, const void *b, void *out,
+                       int dtype, int64_t r0, int64_t r1, int C, float eps) {
+    if (C % 16 || C < 16 || C > 16 * VMAX) return -1;
+    if (dtype == 0)
+        add_layer_norm_impl((const float *)x, (const float *)y, (const float *)ybias, (const float *)w,
+                            (const float *)b, (float *)out, r0, r1, C, eps);
+    else
+        add_layer_norm_impl((const uint16_t *)x, (const uint16_t *)y, (const uint16_t *)ybias, (const uint16_t *)w,
+                            (const uint16_t *)b, (uint16_t *)out, r0, r1, C, eps);
+    return 0;
+}
+
+int tsi_bias_gelu(const void *x, const void *bias, void *out, int dtype, int64_t r0, int64_t r1, int C) {
+    if (C % 16 || C < 16 || C > 16 * VMAX) return -1;
+    if (dtype == 0)
+        bias_gelu_impl((const float *)x, (const float *)bias, (float *)out, r0, r1, C);
+    else
+        bias_gelu_impl((const uint16_t *)x, (const uint16_t *)bias, (uint16_t *)out, r0, r1, C);
+    return 0;
+}
+
+int tsi_gated(const void *m, const void *side, void *out, int dtype, int64_t r0, int64_t r1, int64_t side_rows,
+              int C) {
+    if (C % 16 || C < 16 || side_rows < 1) return -1;
+    if (dtype == 0)
+        gated_impl((const float *)m, (const float *)side, (float *)out, r0, r1, side_rows, C);
+    else
+        gated_impl((const uint16_t *)m, (const uint16_t *)side, (uint16_t *)out, r0, r1, side_rows, C);
+    return 0;
+}
+
+int tsi_residual_skip(const void *x, const void *y, const void *bias, void *x_out, void *skip, int dtype, int64_t r0,
+                      int64_t r1, int C, int first) {
+    if (C % 16 || C < 16 || C > 16 * VMAX) return -1;
+    if (dtype == 0)
+        residual_skip_impl((const float *)x, (const float *)y, (const float *)bias, (float *)x_out, (float *)skip, r0,
+                           r1, C, first);
+    else
+        residual_skip_impl((const uint16_t *)x, (const uint16_t *)y, (const uint16_t *)bias, (uint16_t *)x_out,
+                           (uint16_t *)skip, r0, r1, C, first);
+    return 0;
+}
+
+int tsi_version(void) { return 2; }
+}
