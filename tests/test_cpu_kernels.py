@@ -90,7 +90,7 @@ def test_elementwise_kernels_match_aten(dtype):
                                **TOL[dtype])
     m = (torch.randn(4, 2, 5, 6, 2 * c) * 4).to(dtype)  # 4 samples of 2 windows
     side = torch.randn(2, 5, 6, 2 * c).to(dtype)
-    ref = gated_activation((m.float() + side.float()))
+    ref = gated_activation(m.float() + side.float())
     out = cpu_kernels.gated_activation(m.reshape(8, 5, 6, 2 * c), side)
     torch.testing.assert_close(out.view(4, 2, 5, 6, c).float(), ref, **TOL[dtype])
     x, y, bias = torch.randn(6, c).to(dtype), torch.randn(6, 2 * c).to(dtype), torch.randn(2 * c).to(dtype)

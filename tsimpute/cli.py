@@ -209,7 +209,7 @@ _Window = Annotated[int | None, typer.Option(help="Window length in rows (defaul
 _NSamples = Annotated[int | None, typer.Option(help="Samples per gap; the median is written (default 50).")]
 _Steps = Annotated[int | None, typer.Option(help="Steps kept by uniform / quadratic / learned selection.")]
 _Selection = Annotated[str | None, typer.Option(help="all, uniform, quadratic or learned.")]
-_Precision = Annotated[str | None, typer.Option(help="fp32 or bf16.")]
+_Precision = Annotated[str | None, typer.Option(help="auto (bf16 where the hardware has it), fp32 or bf16.")]
 _Device = Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 _Seed = Annotated[int | None, typer.Option(help="Random seed (reproducible results).")]
 _TimeCol = Annotated[str | None, typer.Option(help="Time column (becomes the index).")]

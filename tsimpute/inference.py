@@ -15,6 +15,7 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 from torch import nn
@@ -22,9 +23,9 @@ from tqdm.auto import tqdm
 
 from .diffusion.samplers import NFECounter, get_sampler
 from .diffusion.schedules import Chain
+from .precision import PRECISIONS, resolve_precision  # noqa: F401  (re-exported)
 from .training import WindowSet
 
-PRECISIONS = ("fp32", "bf16", "auto")
 DEFAULT_BATCH_SIZE = {"cpu": 16, "other": 512}  # window-samples per network call, when batch_size is None
 _ALLOCATOR_TUNED = False
 
@@ -64,29 +65,6 @@ class SamplingResult:
     calls_per_batch: int
 
 
-def resolve_precision(precision: str, device: torch.device | str) -> str:
-    """The precision ``"auto"`` stands for: ``"bf16"`` where the hardware computes bfloat16 natively.
-
-    That is a CUDA device with bf16 support, or a CPU with AVX512-BF16 or AMX-BF16 (elsewhere oneDNN
-    emulates bf16 and fp32 is faster); else ``"fp32"``. Other values are returned unchanged.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision != "auto":
-        return precision
-    device = torch.device(device)
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device.type != "cpu":
-        return "fp32"
-    try:
-        caps = torch._C._cpu._get_cpu_capability()
-        native = bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
-    except (AttributeError, RuntimeError):
-        native = False
-    return "bf16" if native else "fp32"
-
-
 def inference_model(model: nn.Module, precision: str = "fp32") -> nn.Module:
     """The network that sampling calls: ``model`` itself for ``"fp32"``, an eval-mode bfloat16 copy for ``"bf16"``
     (``"auto"``: see :func:`resolve_precision`).
@@ -123,23 +101,22 @@ def parallel_forward(net: nn.Module, inp: torch.Tensor, t: torch.Tensor, side: l
     where there are enough of them (the side information is shared), else by windows.
     """
     n, b = inp.shape[:2]
-    if threads <= 1 or n * b < 2:
+    by_samples = n >= threads
+    threads = min(threads, n if by_samples else b)
+    if threads <= 1:
         return net(inp.view(n * b, *inp.shape[2:]), t, side)
-    if n >= threads:
-        bounds = [n * i // threads for i in range(threads + 1)]
-        parts = [(inp[i:j].reshape(-1, *inp.shape[2:]), side) for i, j in zip(bounds, bounds[1:]) if j > i]
+    cuts = list(pairwise((n if by_samples else b) * i // threads for i in range(threads + 1)))
+    if by_samples:
+        parts = [(inp[i:j].reshape(-1, *inp.shape[2:]), side) for i, j in cuts]
     else:
-        threads = min(threads, b)
-        bounds = [b * i // threads for i in range(threads + 1)]
-        parts = [(inp[:, i:j].reshape(-1, *inp.shape[2:]), [s[i:j] for s in side])
-                 for i, j in zip(bounds, bounds[1:]) if j > i]
+        parts = [(inp[:, i:j].reshape(-1, *inp.shape[2:]), [s[i:j] for s in side]) for i, j in cuts]
 
     def run(part):
         with torch.no_grad():
             return net(part[0], t, part[1])
 
     outs = list(_worker_pool(threads).map(run, parts))
-    if n >= threads:
+    if by_samples:
         return torch.cat(outs)
     return torch.cat([o.view(n, -1, *o.shape[1:]) for o in outs], dim=1).view(n * b, *outs[0].shape[1:])
 

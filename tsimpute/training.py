@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from .diffusion.losses import masked_eps_mse
 from .diffusion.schedules import NoiseSchedule, add_noise
 from .diffusion.targets import conditional_mask
+from .precision import resolve_precision
 
 
 @dataclass
@@ -72,9 +73,9 @@ class TrainHistory:
 
 
 def autocast(device: torch.device, precision: str):
-    """Autocast context for ``precision`` in {"fp32", "bf16"} (fp32 master weights either way)."""
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    """Autocast context for ``precision`` in {"fp32", "bf16", "auto"} (fp32 master weights either way; "auto":
+    see :func:`tsimpute.precision.resolve_precision`)."""
+    precision = resolve_precision(precision, device)
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 

@@ -185,7 +185,7 @@ def attention(qkv: torch.Tensor, n_heads: int, seq_dim: int, bias: torch.Tensor 
     after = int(torch.Size(dims[seq_dim + 1:]).numel())
     before = int(torch.Size(dims[:seq_dim]).numel())
     dtype = _check(qkv, *(() if bias is None else (bias,)))
-    # sequence q = (a, b): a over the dims before seq_dim, b over those after; element e is token a*S*after + b + e*after
+    # sequence (a, b): a over the dims before seq_dim, b over those after; element e is token a*S*after + b + e*after
     _run(_library().tsi_attention, before * after, (qkv.data_ptr(), _ptr(bias), out.data_ptr(), dtype),
          (after, s * after, 1, after, s, c, n_heads))
     return out
