@@ -14,47 +14,77 @@
 namespace {
 
 typedef float v16 __attribute__((vector_size(64)));
+typedef float v8 __attribute__((vector_size(32)));
 typedef int32_t v16i __attribute__((vector_size(64)));
 
-inline v16 splat(float x) { return (v16){} + x; }
-
-// 2^t for t <= 0: t = n + f with n an integer and |f| <= 1/2, 2^f by its Taylor polynomial of degree DEG
-// (relative error below 1.2e-7 for degree 6, 4.2e-5 for degree 4, enough for bfloat16 outputs), times 2^n.
-template <int DEG = 6>
-inline v16 exp2_neg(v16 t) {
-    static_assert(DEG == 4 || DEG == 6, "degree 4 or 6");
-    t = t < splat(-126.0f) ? splat(-126.0f) : t;
-#if defined(__AVX512F__)
-    v16 n = (v16)_mm512_roundscale_ps((__m512)t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-#else
-    const v16 magic = splat(12582912.0f);  // 1.5 * 2^23: adding and subtracting it rounds to an integer
-    v16 n = (t + magic) - magic;
+#if defined(__AVX512BF16__) && defined(__AVX512VL__)
+#define TSI_DOT_BF16 1
 #endif
-    v16 f = t - n;
-    v16 p;
-    if (DEG == 6) {
-        p = splat(1.5403530393381606e-4f);
-        p = p * f + splat(1.3333558146428443e-3f);
-        p = p * f + splat(9.6181291076284772e-3f);
-    } else {
-        p = splat(9.6181291076284772e-3f);
-    }
-    p = p * f + splat(5.5504108664821580e-2f);
-    p = p * f + splat(2.4022650695910071e-1f);
-    p = p * f + splat(6.9314718055994531e-1f);
-    p = p * f + splat(1.0f);
+
+template <typename V = v16>
+inline V splat(float x) {
+    return (V){} + x;
+}
+
+// 2^t for t <= 0, on vectors of 16 or 8 floats: t = n + f with n an integer and |f| <= 1/2, 2^f by its Taylor
+// polynomial of degree DEG (relative error below 1.2e-7 for degree 6, 4.2e-5 for degree 4, enough for bfloat16
+// outputs), times 2^n.
+template <int DEG = 6, typename V>
+inline V exp2_neg(V t) {
+    static_assert(DEG == 4 || DEG == 6, "degree 4 or 6");
+    t = t < splat<V>(-126.0f) ? splat<V>(-126.0f) : t;
+    V n;
+    if constexpr (sizeof(V) == 64) {
 #if defined(__AVX512F__)
-    return (v16)_mm512_scalef_ps((__m512)p, (__m512)n);
+        n = (V)_mm512_roundscale_ps((__m512)t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 #else
-    v16i e = (__builtin_convertvector(n, v16i) + 127) << 23;
-    return p * (v16)e;
+        n = (t + splat<V>(12582912.0f)) - splat<V>(12582912.0f);  // adding 1.5 * 2^23 rounds to an integer
+#endif
+    } else {
+#if defined(__AVX512VL__)
+        n = (V)_mm256_roundscale_ps((__m256)t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#else
+        n = (t + splat<V>(12582912.0f)) - splat<V>(12582912.0f);
+#endif
+    }
+    V f = t - n;
+    V p;
+    if (DEG == 6) {
+        p = splat<V>(1.5403530393381606e-4f);
+        p = p * f + splat<V>(1.3333558146428443e-3f);
+        p = p * f + splat<V>(9.6181291076284772e-3f);
+    } else {
+        p = splat<V>(9.6181291076284772e-3f);
+    }
+    p = p * f + splat<V>(5.5504108664821580e-2f);
+    p = p * f + splat<V>(2.4022650695910071e-1f);
+    p = p * f + splat<V>(6.9314718055994531e-1f);
+    p = p * f + splat<V>(1.0f);
+#if defined(__AVX512VL__)
+    if constexpr (sizeof(V) == 64)
+        return (V)_mm512_scalef_ps((__m512)p, (__m512)n);
+    else
+        return (V)_mm256_scalef_ps((__m256)p, (__m256)n);
+#else
+    typedef int32_t vi __attribute__((vector_size(sizeof(V))));
+    vi e = (__builtin_convertvector(n, vi) + 127) << 23;
+    return p * (V)e;
 #endif
 }
 
 constexpr float LOG2E = 1.44269504088896341f;
 
 // exp(x) for x <= 0.
-inline v16 exp_neg(v16 x) { return exp2_neg(x * splat(LOG2E)); }
+template <int DEG = 6>
+inline v16 exp_neg(v16 x) {
+    return exp2_neg<DEG>(x * splat(LOG2E));
+}
+
+// Degree of the exponential for outputs of type T: 4 suffices for bfloat16 (8 significant bits).
+template <typename T>
+constexpr int exp_degree() {
+    return sizeof(T) == 2 ? 4 : 6;
+}
 
 inline float hsum(v16 v) {
 #if defined(__AVX512F__)
@@ -67,18 +97,24 @@ inline float hsum(v16 v) {
 }
 
 // 1 / x: the 14-bit hardware estimate refined by one Newton step (about 1 ulp), much cheaper than a division.
-inline v16 reciprocal(v16 x) {
-#if defined(__AVX512F__)
-    v16 r = (v16)_mm512_rcp14_ps((__m512)x);
-    return r * (splat(2.0f) - x * r);
+template <typename V>
+inline V reciprocal(V x) {
+#if defined(__AVX512VL__)
+    V r;
+    if constexpr (sizeof(V) == 64)
+        r = (V)_mm512_rcp14_ps((__m512)x);
+    else
+        r = (V)_mm256_rcp14_ps((__m256)x);
+    return r * (splat<V>(2.0f) - x * r);
 #else
-    return splat(1.0f) / x;
+    return splat<V>(1.0f) / x;
 #endif
 }
 
+template <int DEG = 6>
 inline v16 sigmoid(v16 x) {
     v16 ax = x < splat(0.0f) ? -x : x;
-    v16 e = exp_neg(-ax);
+    v16 e = exp_neg<DEG>(-ax);
     v16 inv = reciprocal(splat(1.0f) + e);
     return x < splat(0.0f) ? e * inv : inv;
 }
@@ -112,6 +148,7 @@ inline void store16(uint16_t *p, v16 v) {
 constexpr int SMAX = 512;
 
 // erf(x), Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7).
+template <int DEG = 6>
 inline v16 erf(v16 x) {
     v16 ax = x < splat(0.0f) ? -x : x;
     v16 t = reciprocal(splat(1.0f) + splat(0.3275911f) * ax);
@@ -120,108 +157,129 @@ inline v16 erf(v16 x) {
     p = p * t + splat(1.421413741f);
     p = p * t + splat(-0.284496736f);
     p = p * t + splat(0.254829592f);
-    v16 y = splat(1.0f) - p * t * exp_neg(-ax * ax);
+    v16 y = splat(1.0f) - p * t * exp_neg<DEG>(-ax * ax);
     return x < splat(0.0f) ? -y : y;
 }
 
-// Softmax attention of one head of dimension D over sequences of length S, queries 16 at a time in the lanes of a
-// vector: scores, running maximum, exponentials, normaliser and the weighted sum of values stay in registers.
-// The projections' bias (3C values, or null) is added as the rows are read. With bfloat16 inputs on a CPU with
-// AVX512-BF16, q.k is computed by bfloat16 dot-product instructions (exact products, float32 sums).
+#if defined(TSI_DOT_BF16)
+// acc + the dot products of the bfloat16 pairs in the lanes of q with the bfloat16 pair k.
+inline v16 dot_pairs(v16 acc, v16 q, uint32_t k) {
+    return (v16)_mm512_dpbf16_ps((__m512)acc, (__m512bh)q, (__m512bh)_mm512_set1_epi32((int)k));
+}
+inline v8 dot_pairs(v8 acc, v8 q, uint32_t k) {
+    return (v8)_mm256_dpbf16_ps((__m256)acc, (__m256bh)q, (__m256bh)_mm256_set1_epi32((int)k));
+}
+#endif
+
+// Softmax attention of one head of dimension D over sequences of length S, queries 16 (or, for the last few,
+// 8) at a time in the lanes of a vector: scores, maximum, exponentials, normaliser and the weighted sum of values
+// stay in registers. The projections' bias (3C values, or null) is added as the rows are read. With bfloat16
+// inputs on a CPU with AVX512-BF16, q.k is computed by bfloat16 dot-product instructions (exact products,
+// float32 sums).
 template <typename T, int D>
 void attention_impl(const T *qkv, const T *bias, T *out, int64_t q0, int64_t q1, int64_t nb, int64_t sa, int64_t sb,
                     int64_t se, int S, int C) {
     const int H = C / D;
     const int nblk = (S + 15) / 16;
     const int64_t ld = 3 * C;
-    const v16 c2 = splat(LOG2E / sqrtf((float)D));  // softmax(q.k / sqrt(D)) with exp(x) = 2^(x log2 e)
-#if defined(__AVX512BF16__)
+    const float c2 = LOG2E / sqrtf((float)D);  // softmax(q.k / sqrt(D)) with exp(x) = 2^(x log2 e)
+#if defined(TSI_DOT_BF16)
     constexpr bool dot_bf16 = sizeof(T) == 2;
-    alignas(64) uint32_t qp[D / 2][SMAX];  // query channel pairs as bfloat16 pairs
     uint16_t *rows16 = new uint16_t[(size_t)S * ld];
 #else
     constexpr bool dot_bf16 = false;
 #endif
-    alignas(64) float qt[D][SMAX];
+    alignas(64) float qt[D][SMAX];     // float32 queries, transposed: a channel's values for consecutive queries
+    alignas(64) uint32_t qp[D / 2][SMAX];  // bfloat16 queries as channel pairs, transposed
     alignas(64) v16 scores[SMAX];
     float *rows = new float[(size_t)S * ld];
     float *obuf = new float[(size_t)S * C];
     v16 *bv = new v16[ld / 16];
     for (int k = 0; k < ld / 16; k++) bv[k] = bias ? load16(bias + 16 * k) : splat(0.0f);
     memset(qt, 0, sizeof(qt));
-#if defined(__AVX512BF16__)
     memset(qp, 0, sizeof(qp));
+
+    // queries i0 .. i0 + lanes - 1 of head h, lanes the width of vector type V
+    auto block = [&](auto zero, int h, int i0) {
+        using V = decltype(zero);
+        constexpr int W = sizeof(V) / 4;
+        V *sc = reinterpret_cast<V *>(scores);
+        const float *kr = rows + C + h * D, *vr = rows + 2 * C + h * D;
+        V m = splat<V>(-INFINITY);
+        if constexpr (dot_bf16) {
+#if defined(TSI_DOT_BF16)
+            const uint16_t *kr16 = rows16 + C + h * D;
+            V qv[D / 2];
+            for (int c = 0; c < D / 2; c++) memcpy(&qv[c], &qp[c][i0], sizeof(V));
+            for (int j = 0; j < S; j++) {
+                const uint16_t *kj = kr16 + j * ld;
+                V s = zero;
+                for (int c = 0; c < D / 2; c++) {
+                    uint32_t w;
+                    memcpy(&w, kj + 2 * c, 4);
+                    s = dot_pairs(s, qv[c], w);
+                }
+                sc[j] = s;
+                m = s > m ? s : m;
+            }
 #endif
+        } else {
+            V qv[D];
+            for (int c = 0; c < D; c++) memcpy(&qv[c], &qt[c][i0], sizeof(V));
+            for (int j = 0; j < S; j++) {
+                V s = qv[0] * kr[j * ld];
+                for (int c = 1; c < D; c++) s += qv[c] * kr[j * ld + c];
+                sc[j] = s;
+                m = s > m ? s : m;
+            }
+        }
+        V o[D];
+        for (int c = 0; c < D; c++) o[c] = zero;
+        V sum = zero;
+        for (int j = 0; j < S; j++) {
+            // bfloat16 outputs: a degree-4 exponential (relative error 4e-5, against 4e-3 for bfloat16)
+            V p = sizeof(T) == 2 ? exp2_neg<4>((sc[j] - m) * (dot_bf16 ? splat<V>(c2) : splat<V>(1.0f)))
+                                 : exp2_neg<6>(sc[j] - m);
+            sum += p;
+            for (int c = 0; c < D; c++) o[c] += p * vr[j * ld + c];
+        }
+        // queries are in lanes, channels in vectors: transpose through L1 into the sequence's output rows
+        const V inv = reciprocal(sum);
+        alignas(64) float ot[D][W];
+        for (int c = 0; c < D; c++) {
+            V v = o[c] * inv;
+            memcpy(ot[c], &v, sizeof(V));
+        }
+        const int ni = S - i0 < W ? S - i0 : W;
+        for (int i = 0; i < ni; i++)
+            for (int c = 0; c < D; c++) obuf[(size_t)(i0 + i) * C + h * D + c] = ot[c][i];
+    };
+
     for (int64_t q = q0; q < q1; q++) {
         const int64_t base = (q / nb) * sa + (q % nb) * sb;
         for (int e = 0; e < S; e++) {
             const T *src = qkv + (base + e * se) * ld;
             float *dst = rows + (size_t)e * ld;
             for (int k = 0; k < ld / 16; k++) store16(dst + 16 * k, load16(src + 16 * k) + bv[k]);
-#if defined(__AVX512BF16__)
+#if defined(TSI_DOT_BF16)
             if (dot_bf16)  // rounded to bfloat16 as a bfloat16 projection with bias would be
                 for (int k = 0; k < ld / 16; k++) store16(rows16 + (size_t)e * ld + 16 * k, load16(dst + 16 * k));
 #endif
         }
         for (int h = 0; h < H; h++) {
-            const float *vr = rows + 2 * C + h * D;
-#if defined(__AVX512BF16__)
-            const uint16_t *kr16 = rows16 + C + h * D;
+#if defined(TSI_DOT_BF16)
             if (dot_bf16)
                 for (int e = 0; e < S; e++)
                     for (int c = 0; c < D / 2; c++) memcpy(&qp[c][e], rows16 + (size_t)e * ld + h * D + 2 * c, 4);
             else
 #endif
                 for (int e = 0; e < S; e++)  // float32 queries carry the factor log2(e) / sqrt(D)
-                    for (int c = 0; c < D; c++) qt[c][e] = rows[(size_t)e * ld + h * D + c] * c2[0];
-            const float *kr = rows + C + h * D;
+                    for (int c = 0; c < D; c++) qt[c][e] = rows[(size_t)e * ld + h * D + c] * c2;
             for (int ib = 0; ib < nblk; ib++) {
-                v16 m = splat(-INFINITY);
-#if defined(__AVX512BF16__)
-                if (dot_bf16) {
-                    __m512bh qv[D / 2];
-                    for (int c = 0; c < D / 2; c++) qv[c] = (__m512bh)_mm512_load_si512((const void *)&qp[c][ib * 16]);
-                    for (int j = 0; j < S; j++) {
-                        const uint16_t *kj = kr16 + j * ld;
-                        uint32_t w;
-                        memcpy(&w, kj, 4);
-                        __m512 s = _mm512_dpbf16_ps(_mm512_setzero_ps(), qv[0], (__m512bh)_mm512_set1_epi32((int)w));
-                        for (int c = 1; c < D / 2; c++) {
-                            memcpy(&w, kj + 2 * c, 4);
-                            s = _mm512_dpbf16_ps(s, qv[c], (__m512bh)_mm512_set1_epi32((int)w));
-                        }
-                        scores[j] = (v16)s;
-                        m = (v16)s > m ? (v16)s : m;
-                    }
-                } else
-#endif
-                {
-                    v16 qv[D];
-                    for (int c = 0; c < D; c++) qv[c] = load16(&qt[c][ib * 16]);
-                    for (int j = 0; j < S; j++) {
-                        v16 s = qv[0] * kr[j * ld];
-                        for (int c = 1; c < D; c++) s += qv[c] * kr[j * ld + c];
-                        scores[j] = s;
-                        m = s > m ? s : m;
-                    }
-                }
-                                v16 o[D];
-                for (int c = 0; c < D; c++) o[c] = splat(0.0f);
-                v16 sum = splat(0.0f);
-                for (int j = 0; j < S; j++) {
-                    // bfloat16 outputs: a degree-4 exponential (relative error 4e-5, against 4e-3 for bfloat16)
-                    v16 p = sizeof(T) == 2 ? exp2_neg<4>((scores[j] - m) * (dot_bf16 ? c2 : splat(1.0f)))
-                                           : exp2_neg<6>(scores[j] - m);
-                    sum += p;
-                    for (int c = 0; c < D; c++) o[c] += p * vr[j * ld + c];
-                }
-                // queries are in lanes, channels in vectors: transpose through L1 into the sequence's output rows
-                const v16 inv = reciprocal(sum);
-                alignas(64) float ot[D][16];
-                for (int c = 0; c < D; c++) store16(ot[c], o[c] * inv);
-                const int ni = S - ib * 16 < 16 ? S - ib * 16 : 16;
-                for (int i = 0; i < ni; i++)
-                    for (int c = 0; c < D; c++) obuf[(size_t)(ib * 16 + i) * C + h * D + c] = ot[c][i];
+                if (S - ib * 16 <= 8)
+                    block(splat<v8>(0.0f), h, ib * 16);  // the last few queries: half-width vectors
+                else
+                    block(splat<v16>(0.0f), h, ib * 16);
             }
         }
         for (int e = 0; e < S; e++) {
@@ -229,7 +287,7 @@ void attention_impl(const T *qkv, const T *bias, T *out, int64_t q0, int64_t q1,
             for (int k = 0; k < C / 16; k++) store16(dst + 16 * k, load16(obuf + (size_t)e * C + 16 * k));
         }
     }
-#if defined(__AVX512BF16__)
+#if defined(TSI_DOT_BF16)
     delete[] rows16;
 #endif
     delete[] bv;
@@ -301,7 +359,7 @@ void bias_gelu_impl(const T *x, const T *bias, T *out, int64_t r0, int64_t r1, i
     for (int64_t r = r0; r < r1; r++)
         for (int k = 0; k < nv; k++) {
             v16 v = load16(x + r * C + 16 * k) + bv[k];
-            store16(out + r * C + 16 * k, splat(0.5f) * v * (splat(1.0f) + erf(v * splat(0.70710678118654752f))));
+            store16(out + r * C + 16 * k, splat(0.5f) * v * (splat(1.0f) + erf<exp_degree<T>()>(v * splat(0.70710678118654752f))));
         }
 }
 
@@ -315,8 +373,8 @@ void gated_impl(const T *m, const T *side, T *out, int64_t r0, int64_t r1, int64
         for (int k = 0; k < nv; k++) {
             v16 gate = load16(mr + 16 * k) + load16(sr + 16 * k);
             v16 filt = load16(mr + C + 16 * k) + load16(sr + C + 16 * k);
-            v16 th = splat(2.0f) * sigmoid(splat(2.0f) * filt) - splat(1.0f);
-            store16(out + r * C + 16 * k, sigmoid(gate) * th);
+            v16 th = splat(2.0f) * sigmoid<exp_degree<T>()>(splat(2.0f) * filt) - splat(1.0f);
+            store16(out + r * C + 16 * k, sigmoid<exp_degree<T>()>(gate) * th);
         }
     }
 }

@@ -9,7 +9,8 @@ bfloat16 tensors, forward only (no autograd).
 The source is compiled on first use with the system's C++ compiler (``$CXX``, else ``c++``/``g++``/``clang++``)
 for this machine's CPU, and cached under ``$TSIMPUTE_CACHE_DIR/kernels`` (default ``~/.cache/tsimpute``).
 Where no compiler is found or compiling fails, :func:`available` is False, a warning says why once, and
-the models use their ATen path. ``TSIMPUTE_NATIVE=0`` disables the kernels.
+the models use their ATen path. ``TSIMPUTE_NATIVE=0`` disables the kernels; ``TSIMPUTE_NATIVE_ARCH=0`` builds
+them for any CPU of the architecture (no ``-march=native``: no AVX-512 or bfloat16 instructions).
 
 Work is split over ``torch.get_num_threads()`` threads (the calls release the GIL).
 """
@@ -66,7 +67,9 @@ def _build(cxx: str) -> Path:
     """Compile the source for this machine (or reuse the cached build); returns the shared library."""
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60).stdout
     source = SOURCE.read_bytes()
-    attempts = (["-march=native"], [])  # a compiler that does not know -march=native still builds portable code
+    # a compiler that does not know -march=native still builds portable code; TSIMPUTE_NATIVE_ARCH=0 asks for it
+    portable_only = os.environ.get("TSIMPUTE_NATIVE_ARCH", "1").strip() == "0"
+    attempts = ([],) if portable_only else (["-march=native"], [])
     errors = []
     for extra in attempts:
         key = hashlib.sha256(
