@@ -29,10 +29,20 @@ inline V splat(float x) {
 // 2^t for t <= 0, on vectors of 16 or 8 floats: t = n + f with n an integer and |f| <= 1/2, 2^f by its Taylor
 // polynomial of degree DEG (relative error below 1.2e-7 for degree 6, 4.2e-5 for degree 4, enough for bfloat16
 // outputs), times 2^n.
-template <int DEG = 6, typename V>
+// Without AVX-512, and for inputs that may be -inf (CLAMP), t is first raised to -126.
+template <int DEG = 6, bool CLAMP = true, typename V>
 inline V exp2_neg(V t) {
     static_assert(DEG == 4 || DEG == 6, "degree 4 or 6");
+#if defined(__AVX512VL__)
+    if constexpr (CLAMP) {
+        if constexpr (sizeof(V) == 64)
+            t = (V)_mm512_max_ps((__m512)t, _mm512_set1_ps(-126.0f));
+        else
+            t = (V)_mm256_max_ps((__m256)t, _mm256_set1_ps(-126.0f));
+    }
+#else
     t = t < splat<V>(-126.0f) ? splat<V>(-126.0f) : t;
+#endif
     V n;
     if constexpr (sizeof(V) == 64) {
 #if defined(__AVX512F__)
@@ -238,8 +248,9 @@ void attention_impl(const T *qkv, const T *bias, T *out, int64_t q0, int64_t q1,
         V sum = zero;
         for (int j = 0; j < S; j++) {
             // bfloat16 outputs: a degree-4 exponential (relative error 4e-5, against 4e-3 for bfloat16)
-            V p = sizeof(T) == 2 ? exp2_neg<4>((sc[j] - m) * (dot_bf16 ? splat<V>(c2) : splat<V>(1.0f)))
-                                 : exp2_neg<6>(sc[j] - m);
+            // (scores are finite: no clamp)
+            V p = sizeof(T) == 2 ? exp2_neg<4, false>((sc[j] - m) * (dot_bf16 ? splat<V>(c2) : splat<V>(1.0f)))
+                                 : exp2_neg<6, false>(sc[j] - m);
             sum += p;
             for (int c = 0; c < D; c++) o[c] += p * vr[j * ld + c];
         }

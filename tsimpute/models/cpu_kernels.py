@@ -91,19 +91,27 @@ def _build(cxx: str) -> Path:
     raise RuntimeError("compiling the fused CPU kernels failed:\n" + "\n".join(errors))
 
 
-@functools.lru_cache(maxsize=1)
+_LOAD_LOCK = threading.Lock()
+
+
 def _library() -> ctypes.CDLL | None:
+    with _LOAD_LOCK:  # threads that sample at the same time build and load once
+        return _load()
+
+
+@functools.lru_cache(maxsize=1)
+def _load() -> ctypes.CDLL | None:
     if os.environ.get("TSIMPUTE_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
         return None
     cxx = _compiler()
     if cxx is None:
-        warnings.warn("no C++ compiler found ($CXX, c++, g++, clang++): tsimpute uses its slower ATen path on CPU",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn("no C++ compiler found ($CXX, c++, g++, clang++): tsimpute uses its slower ATen path on CPU "
+                      "(TSIMPUTE_NATIVE=0 silences this)", RuntimeWarning, stacklevel=4)
         return None
     try:
         lib = ctypes.CDLL(str(_build(cxx)))
     except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-        warnings.warn(f"fused CPU kernels unavailable, using the ATen path: {exc}", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"fused CPU kernels unavailable, using the ATen path: {exc}", RuntimeWarning, stacklevel=4)
         return None
     i64, i32, ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
     signatures = {
@@ -125,7 +133,7 @@ def available() -> bool:
 
 
 _POOL_LOCK = threading.Lock()
-_POOL: ThreadPoolExecutor | None = None
+_POOL: tuple[ThreadPoolExecutor, int] | None = None  # the pool and its size
 
 
 def _run(fn, n_units: int, head: tuple, tail: tuple) -> None:
@@ -141,9 +149,9 @@ def _run(fn, n_units: int, head: tuple, tail: tuple) -> None:
         codes = [call(0)]
     else:
         with _POOL_LOCK:
-            if _POOL is None or _POOL._max_workers < threads:
-                _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tsimpute-kernel")
-            pool = _POOL
+            if _POOL is None or _POOL[1] < threads:
+                _POOL = (ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tsimpute-kernel"), threads)
+            pool = _POOL[0]
         codes = list(pool.map(call, range(threads)))
     if any(codes):
         raise ValueError(f"{fn.__name__}: unsupported shape (error codes {codes})")
