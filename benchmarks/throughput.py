@@ -87,6 +87,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def windows(n: int, seed: int = 0):
     import torch
 
@@ -171,22 +178,34 @@ def row_impute(spec: dict) -> dict:
 
     from tsimpute.diffusion.schedules import NoiseSchedule, uniform_steps
     from tsimpute.inference import impute_windows
+    from tsimpute.training import WindowSet
 
-    model = tsimpute_model()
-    data = windows(spec["windows"])
+    device = spec.get("device", "cpu")
+    model = tsimpute_model().to(device)
+    data = windows(spec["windows"]).to(device)
     sched = NoiseSchedule(50)
     chain = sched.chain(uniform_steps(50, spec["steps"])) if spec["steps"] < 50 else sched.full_chain()
     kw = dict(n_samples=spec["n_samples"], batch_size=spec["batch_size"], precision=spec["precision"],
               tune_allocator=spec.get("tune_allocator", True))
     # warm-up: the same job with one step (first-call costs: kernel loading, oneDNN primitives, threads)
-    impute_windows(model, data, sched.chain(uniform_steps(50, 1)), generator=torch.Generator().manual_seed(1), **kw)
+    warm = data if device == "cpu" else WindowSet(data.values[:8], data.observed[:8])
+    impute_windows(model, warm, sched.chain(uniform_steps(50, 1)),
+                   generator=torch.Generator(device).manual_seed(1), **kw)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    _sync(device)
     t0 = time.perf_counter()
-    res = impute_windows(model, data, chain, generator=torch.Generator().manual_seed(1), **kw)
+    res = impute_windows(model, data, chain, generator=torch.Generator(device).manual_seed(1), **kw)
+    _sync(device)
     sec = time.perf_counter() - t0
     ws = spec["windows"] * spec["n_samples"]
-    return {"seconds": sec, "nfe": res.nfe, "window_samples_per_s": ws / sec,
-            "ms_per_ws_step": sec * 1e3 / ws / spec["steps"],
-            "gflops": flops_per_window_sample_step() * ws * spec["steps"] / sec / 1e9}
+    out = {"seconds": sec, "nfe": res.nfe, "window_samples_per_s": ws / sec,
+           "ms_per_ws_step": sec * 1e3 / ws / spec["steps"],
+           "gflops": flops_per_window_sample_step() * ws * spec["steps"] / sec / 1e9}
+    if device.startswith("cuda"):
+        out["gpu_peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        out["gpu"] = torch.cuda.get_device_name()
+    return out
 
 
 def row_train(spec: dict) -> dict:
@@ -195,15 +214,18 @@ def row_train(spec: dict) -> dict:
     from tsimpute.diffusion.schedules import NoiseSchedule
     from tsimpute.training import TrainConfig, train_denoiser
 
-    model = tsimpute_model().train()
-    data = windows(spec["windows"])
+    device = spec.get("device", "cpu")
+    model = tsimpute_model().train().to(device)
+    data = windows(spec["windows"]).to(device)
     cfg = TrainConfig(epochs=1, batch_size=spec["batch_size"], precision=spec["precision"], patience=None,
                       verbose=False)
     # one warm-up epoch on a few windows, then the timed epoch
-    train_denoiser(model, NoiseSchedule(50), windows(spec["batch_size"], seed=1), None, cfg,
-                   torch.Generator().manual_seed(0))
+    train_denoiser(model, NoiseSchedule(50), windows(spec["batch_size"], seed=1).to(device), None, cfg,
+                   torch.Generator(device).manual_seed(0))
+    _sync(device)
     t0 = time.perf_counter()
-    train_denoiser(model, NoiseSchedule(50), data, None, cfg, torch.Generator().manual_seed(0))
+    train_denoiser(model, NoiseSchedule(50), data, None, cfg, torch.Generator(device).manual_seed(0))
+    _sync(device)
     sec = time.perf_counter() - t0
     n_steps = -(-spec["windows"] // spec["batch_size"])
     return {"seconds": sec, "steps_per_s": n_steps / sec, "train_steps": n_steps}
@@ -290,15 +312,28 @@ def _child(spec: dict) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- plan
+def plan_gpu(device: str) -> list[dict]:
+    """On a GPU: CSDI's PhysioNet test protocol (800 stays x 100 samples) at 10 and 50 steps, and training."""
+    rows: list[dict] = []
+    for prec in ("bf16", "fp32"):
+        for steps in (10, 50):
+            rows.append({"kind": "impute", "impl": "tsimpute", "phase": "impute", "precision": prec, "steps": steps,
+                         "n_samples": 100, "windows": 800, "batch_size": None, "device": device})
+        rows.append({"kind": "train", "impl": "tsimpute", "phase": "train", "precision": prec, "steps": 50,
+                     "n_samples": 1, "windows": 2048, "batch_size": 64, "device": device})
+    return rows
+
+
 def plan(quick: bool, peers: bool, compile_rows: bool) -> list[dict]:
     rows: list[dict] = []
     for prec in ("fp32", "bf16"):
         rows.append({"kind": "gemm", "impl": "torch", "phase": "gemm", "precision": prec, "shape": [2048, 2048, 2048]})
         rows.append({"kind": "gemm", "impl": "torch", "phase": "gemm", "precision": prec, "shape": [26880, 64, 192]})
-    fwd_sizes = (16,) if quick else (4, 8, 16, 32, 64)
+    variants = (("sdpa", False), ("math", False), ("fused", False), ("fused", True))
     for prec in ("fp32", "bf16"):
-        for attn, split in (("sdpa", False), ("math", False), ("fused", False), ("fused", True)):
-            for n in fwd_sizes:
+        for attn, split in variants:
+            # the full profile sweeps the batch for the ATen path and the sampling path
+            for n in (16,) if quick or not split and attn != "math" else (4, 8, 16, 32, 64):
                 rows.append({"kind": "forward", "impl": "tsimpute", "phase": "forward", "precision": prec,
                              "attention": attn, "split": split, "batch_size": n, "steps": 1, "n_samples": 1,
                              "windows": n})
@@ -334,8 +369,42 @@ def plan(quick: bool, peers: bool, compile_rows: bool) -> list[dict]:
     return rows
 
 
+_MEASURED = ("seconds", "first_call_s", "window_samples_per_s", "ms_per_ws_step", "gflops", "gflops_fastest",
+             "steps_per_s", "peak_mem_mb", "gpu_peak_mem_mb", "load1", "nfe", "train_steps")
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+    """One row per configuration: the median of each measurement over its repetitions (``rep``), with
+    ``n_reps`` and the range of ``ms_per_ws_step`` (or ``gflops``)."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        if "error" in r:
+            continue
+        key = json.dumps({k: v for k, v in r.items() if k not in _MEASURED and k not in ("rep", "gpu")},
+                         sort_keys=True)
+        groups.setdefault(key, []).append(r)
+    out = []
+    for members in groups.values():
+        agg = {k: v for k, v in members[0].items() if k not in _MEASURED and k != "rep"}
+        for k in _MEASURED:
+            vals = sorted(m[k] for m in members if isinstance(m.get(k), (int, float)))
+            if vals:
+                mid = len(vals) // 2
+                agg[k] = vals[mid] if len(vals) % 2 else (vals[mid - 1] + vals[mid]) / 2
+        spread = "ms_per_ws_step" if "ms_per_ws_step" in agg else "gflops"
+        vals = [m[spread] for m in members if spread in m]
+        if vals:
+            agg["range"] = [min(vals), max(vals)]
+        agg["n_reps"] = len(members)
+        out.append(agg)
+    return out
+
+
 def summarise(rows: list[dict]) -> dict:
-    """Ratios the issue asks for: tsimpute vs PyPOTS imputation, forward rate vs the bf16 GEMM rate."""
+    """Ratios the issue asks for: tsimpute vs PyPOTS imputation, forward rate vs the bf16 GEMM rate, from the
+    median over repetitions of each configuration."""
+    rows = aggregate(rows)
+
     def best(**match):
         cands = [r for r in rows if "error" not in r and all(r.get(k) == v for k, v in match.items())]
         key = "steps_per_s" if match.get("phase") == "train" else "window_samples_per_s"
@@ -392,11 +461,14 @@ def to_markdown(report: dict) -> str:
              f"- command: `{report['command']}`", f"- commit: {report['commit']}",
              f"- machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
              f"torch {report['machine']['torch']} ({report['machine']['threads']} threads)",
-             f"- load average at start / end: {report['load_start']} / {report['load_end']}", "",
+             f"- load average at start / end: {report['load_start']} / {report['load_end']}",
+             f"- each configuration run {report.get('repeat', 1)} time(s), interleaved; the table shows medians, "
+             "`range` the fastest and slowest ms/ws·step (GFLOP/s for GEMMs)", "",
              "| impl | phase | precision | variant | steps | samples | windows | batch | seconds | ws/s "
-             "| ms/ws·step | GFLOP/s | steps/s | peak MB | load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in report["rows"]:
+             "| ms/ws·step | range | GFLOP/s | steps/s | peak MB | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    errors = [r for r in report["rows"] if "error" in r]
+    for r in aggregate(report["rows"]) + errors:
         if "error" in r:
             lines.append(f"| {r.get('impl')} | {r.get('phase')} | {r.get('precision')} | error: "
                          f"{r['error'].splitlines()[-1][:80] if r['error'] else ''} |")
@@ -408,7 +480,8 @@ def to_markdown(report: dict) -> str:
         lines.append(" | ".join(["", r.get("impl", ""), r.get("phase", ""), r.get("precision", ""),
                                  variant(r),
                                  f("steps", "{}"), f("n_samples", "{}"), f("windows", "{}"), f("batch_size", "{}"),
-                                 f("seconds"), f("window_samples_per_s"), f("ms_per_ws_step"), f("gflops"),
+                                 f("seconds"), f("window_samples_per_s"), f("ms_per_ws_step"),
+                                 "-".join(f"{v:.3g}" for v in r.get("range", [])), f("gflops"),
                                  f("steps_per_s"), f("peak_mem_mb", "{:.0f}"), f("load1", "{:.1f}"), ""]).strip())
     lines += ["", "`load`: 1-minute load average when the row ended (2.0 = this benchmark alone on 2 cores; more means",
               "other processes shared the cores and the row is slower than the machine allows).", "",
@@ -423,6 +496,9 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd forward rows")
     ap.add_argument("--no-peers", action="store_true", help="skip PyPOTS even when it is installed")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]: on a GPU, CSDI's PhysioNet "
+                    "test protocol (800 stays x 100 samples) at 10 and 50 steps, and training")
+    ap.add_argument("--repeat", type=int, default=1, help="run every configuration this many times (medians)")
     ap.add_argument("--row", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.threads:
@@ -437,7 +513,10 @@ def main(argv=None) -> None:
     report = {"command": " ".join(["python", *sys.argv]), "commit": commit(), "machine": machine(),
               "quick": args.quick, "peers": peers, "load_start": [round(x, 2) for x in os.getloadavg()]}
     rows = []
-    for spec in plan(args.quick, peers, args.compile):
+    specs = plan(args.quick, peers, args.compile) if args.device == "cpu" else plan_gpu(args.device)
+    specs = [{**spec, "rep": i} for i in range(args.repeat) for spec in specs]  # interleaved repetitions
+    report["repeat"] = args.repeat
+    for spec in specs:
         r = run_row(spec, args.threads)
         rows.append(r)
         msg = r.get("error", "").splitlines()[-1:] if "error" in r else ""
