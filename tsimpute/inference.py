@@ -165,8 +165,10 @@ def impute_windows(
     share the window's side information). The denoiser is called exactly ``len(chain)`` times per pass.
     ``precision="bf16"`` runs a bfloat16 copy of the network (fp32 sampler arithmetic and outputs);
     ``"auto"`` picks bf16 where the hardware computes it natively (:func:`resolve_precision`).
-    On CPU, ``tune_allocator`` applies :func:`tune_cpu_allocator`.
-    Results are returned on the CPU in float32.
+    On CPU, each network call is split over ``torch.get_num_threads()`` worker threads
+    (:func:`parallel_forward`; the results do not depend on it beyond float rounding), the network uses
+    the fused kernels of :mod:`tsimpute.models.cpu_kernels` where they are available, and
+    ``tune_allocator`` applies :func:`tune_cpu_allocator`. Results are returned on the CPU in float32.
     """
     device = data.values.device
     if batch_size is None:

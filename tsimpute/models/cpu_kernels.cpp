@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__AVX512F__)
+#if defined(__SSE__)
 #include <immintrin.h>
 #endif
 
@@ -379,8 +379,9 @@ void bias_gelu_impl(const T *x, const T *bias, T *out, int64_t r0, int64_t r1, i
 template <typename T>
 void gated_impl(const T *m, const T *side, T *out, int64_t r0, int64_t r1, int64_t side_rows, int C) {
     const int nv = C / 16;
-    for (int64_t r = r0; r < r1; r++) {
-        const T *mr = m + r * 2 * C, *sr = side + (r % side_rows) * 2 * C;
+    int64_t rs = r0 % side_rows;
+    for (int64_t r = r0; r < r1; r++, rs = rs + 1 == side_rows ? 0 : rs + 1) {
+        const T *mr = m + r * 2 * C, *sr = side + rs * 2 * C;
         for (int k = 0; k < nv; k++) {
             v16 gate = load16(mr + 16 * k) + load16(sr + 16 * k);
             v16 filt = load16(mr + C + 16 * k) + load16(sr + C + 16 * k);
@@ -408,12 +409,23 @@ void residual_skip_impl(const T *x, const T *y, const T *bias, T *x_out, T *skip
         }
 }
 
+// Denormal inputs and results (exponentials of very negative arguments, their products) take a slow
+// microcoded path on x86: the kernels flush them to zero (FTZ, DAZ), restoring the caller's setting after.
+struct FlushDenormals {
+#if defined(__SSE__)
+    unsigned int saved = _mm_getcsr();
+    FlushDenormals() { _mm_setcsr(saved | 0x8040u); }
+    ~FlushDenormals() { _mm_setcsr(saved); }
+#endif
+};
+
 }  // namespace
 
 extern "C" {
 
 int tsi_attention(const void *qkv, const void *bias, void *out, int dtype, int64_t q0, int64_t q1, int64_t nb,
                   int64_t sa, int64_t sb, int64_t se, int S, int C, int H) {
+    FlushDenormals ftz;
     if (S < 1 || S > SMAX || H < 1 || C % H || C % 16) return -1;
     return dtype == 0 ? attention_dispatch<float>(qkv, bias, out, q0, q1, nb, sa, sb, se, S, C, H)
                       : attention_dispatch<uint16_t>(qkv, bias, out, q0, q1, nb, sa, sb, se, S, C, H);
@@ -421,6 +433,7 @@ int tsi_attention(const void *qkv, const void *bias, void *out, int dtype, int64
 
 int tsi_add_layer_norm(const void *x, const void *y, const void *ybias, const void *w, const void *b, void *out,
                        int dtype, int64_t r0, int64_t r1, int C, float eps) {
+    FlushDenormals ftz;
     if (C % 16 || C < 16 || C > 16 * VMAX) return -1;
     if (dtype == 0)
         add_layer_norm_impl((const float *)x, (const float *)y, (const float *)ybias, (const float *)w,
@@ -432,6 +445,7 @@ int tsi_add_layer_norm(const void *x, const void *y, const void *ybias, const vo
 }
 
 int tsi_bias_gelu(const void *x, const void *bias, void *out, int dtype, int64_t r0, int64_t r1, int C) {
+    FlushDenormals ftz;
     if (C % 16 || C < 16 || C > 16 * VMAX) return -1;
     if (dtype == 0)
         bias_gelu_impl((const float *)x, (const float *)bias, (float *)out, r0, r1, C);
@@ -442,6 +456,7 @@ int tsi_bias_gelu(const void *x, const void *bias, void *out, int dtype, int64_t
 
 int tsi_gated(const void *m, const void *side, void *out, int dtype, int64_t r0, int64_t r1, int64_t side_rows,
               int C) {
+    FlushDenormals ftz;
     if (C % 16 || C < 16 || side_rows < 1) return -1;
     if (dtype == 0)
         gated_impl((const float *)m, (const float *)side, (float *)out, r0, r1, side_rows, C);
@@ -452,6 +467,7 @@ int tsi_gated(const void *m, const void *side, void *out, int dtype, int64_t r0,
 
 int tsi_residual_skip(const void *x, const void *y, const void *bias, void *x_out, void *skip, int dtype, int64_t r0,
                       int64_t r1, int C, int first) {
+    FlushDenormals ftz;
     if (C % 16 || C < 16 || C > 16 * VMAX) return -1;
     if (dtype == 0)
         residual_skip_impl((const float *)x, (const float *)y, (const float *)bias, (float *)x_out, (float *)skip, r0,
