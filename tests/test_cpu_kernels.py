@@ -147,6 +147,21 @@ def test_training_never_uses_the_forward_only_kernels():
     assert model.blocks[0].time_layer.in_proj.weight.grad.abs().sum() > 0
 
 
+def test_eval_mode_with_autograd_keeps_gradients():
+    """An eval-mode forward that autograd records (saliency, fine-tuning) must not go through the kernels."""
+    model = _model()
+    cond = (torch.rand(2, 6, 10) > 0.5).float()
+    x = torch.randn(2, 6, 10, 2, requires_grad=True)
+    out = model(x, 3, model.encode_side(cond))
+    out.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert model.blocks[0].time_layer.in_proj.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        model.attention = "math"
+        ref = model(x, 3, model.encode_side(cond))
+    torch.testing.assert_close(out.detach(), ref, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("n_samples,windows", [(4, 3), (1, 5), (3, 1)])
 def test_parallel_forward_equals_one_call(n_samples, windows):
     model = _model()

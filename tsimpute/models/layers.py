@@ -149,7 +149,8 @@ def _split_heads(qkv: torch.Tensor, n_heads: int) -> torch.Tensor:
 
 
 class TransformerLayer(nn.Module):
-    """Post-norm transformer encoder layer (as ``nn.TransformerEncoderLayer`` with GELU) on ``(N, S, C)``.
+    """Post-norm transformer encoder layer (as ``nn.TransformerEncoderLayer`` with GELU) over sequences along
+    one leading dimension of ``(..., C)``.
 
     Parameter names and shapes match PyTorch's layer (``in_proj`` holds its ``self_attn.in_proj_*``,
     ``out_proj`` its ``self_attn.out_proj``). ``attention`` picks the attention kernel (see
@@ -177,6 +178,8 @@ class TransformerLayer(nn.Module):
             return False
         if x.dtype != self.in_proj.weight.dtype or _autocast_enabled(x.device.type):
             return False
+        if torch.is_grad_enabled() and (x.requires_grad or self.in_proj.weight.requires_grad):
+            return False  # the kernels are forward-only: autograd needs the ATen path
         c = x.shape[-1]
         return cpu_kernels.supports(x) and cpu_kernels.attention_supported(seq_len, c, self.n_heads)
 
