@@ -58,6 +58,9 @@ def main(argv=None) -> None:
     ap.add_argument("--n-samples", type=int, default=8)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=50, help="uniformly kept sampling steps (50 = full chain)")
+    ap.add_argument("--fits", default="fp32,bf16",
+                    help="training precisions, comma-separated: the first model is sampled in fp32 and bf16 with "
+                         "every seed; the others are fitted for their loss curves and sampled once, in bf16")
     ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
@@ -83,22 +86,23 @@ def main(argv=None) -> None:
     common = dict(window=48, epochs=args.epochs, validation_fraction=0.1, patience=None, random_state=0,
                   verbose=False, step_selection=sel, target_steps=min(args.steps, 50))
     fits, evals = {}, []
-    for train_prec in ("fp32", "bf16"):
+    fit_precisions = [p.strip() for p in args.fits.split(",") if p.strip()]
+    for i, train_prec in enumerate(fit_precisions):
         imp = Imputer(precision=train_prec, **common)
         t0 = time.perf_counter()
         imp.fit(train_frame)
         fits[train_prec] = {"seconds": time.perf_counter() - t0, "train_loss": imp.history_.train_loss,
                             "valid_loss": imp.history_.valid_loss, "best_epoch": imp.history_.best_epoch}
-        seeds = args.seeds if train_prec == "fp32" else args.seeds[:1]
+        seeds = args.seeds if i == 0 else args.seeds[:1]
         for seed in seeds:
-            for prec in ("fp32", "bf16") if train_prec == "fp32" else ("bf16",):
+            for prec in ("fp32", "bf16") if i == 0 else ("bf16",):
                 r = evaluate(imp, test_frame, truth, eval_mask, task.mean, task.std, prec, seed, args.n_samples,
                              f"{args.steps} ({sel})")
                 r["trained_in"] = train_prec
                 evals.append(r)
                 print(json.dumps(r), flush=True)
 
-    ref = [e for e in evals if e["trained_in"] == "fp32"]
+    ref = [e for e in evals if e["trained_in"] == fit_precisions[0]]
     summary = {}
     for metric in ("mae", "crps"):
         fp32 = np.array([e[metric] for e in ref if e["precision"] == "fp32"])
@@ -132,22 +136,25 @@ def markdown(r: dict) -> str:
     for e in r["evals"]:
         lines.append(f"| {e['trained_in']} | {e['precision']} | {e['seed']} | {e['steps']} | {e['n_samples']} | "
                      f"{e['mae']:.4f} | {e['crps']:.4f} | {e['seconds']:.1f} |")
-    lines += ["", "Summary (model trained in fp32; paired = same seed):", ""]
+    first = next(iter(r["fits"]))
+    lines += ["", f"Summary (model trained in {first}, sampled in fp32 and bf16; paired = same seed):", ""]
     for m in ("mae", "crps"):
         s = r["summary"][m]
         lines.append(f"- {m.upper()}: fp32 {s['fp32_mean']:.4f} (seed sd {s['fp32_seed_sd']:.4f}), bf16 "
                      f"{s['bf16_mean']:.4f}; paired bf16 - fp32 {s['mean_paired_diff_bf16_minus_fp32']:+.4f} "
                      f"(max |diff| {s['max_abs_paired_diff']:.4f})")
-    lines += ["", "Loss curves (per epoch):", "", "| epoch | train fp32 | train bf16 | valid fp32 | valid bf16 |",
-              "|---|---|---|---|---|"]
-    f32, b16 = r["fits"]["fp32"], r["fits"]["bf16"]
+    names = list(r["fits"])
+    lines += ["", "Loss curves (per epoch):", "",
+              "| epoch | " + " | ".join(f"train {p}" for p in names) + " | " + " | ".join(f"valid {p}" for p in names)
+              + " |", "|---|" + "---|" * (2 * len(names))]
+
     def g(lst, i):
         return f"{lst[i]:.4f}" if i < len(lst) else ""
 
-    for i in range(len(f32["train_loss"])):
-        lines.append(f"| {i} | {g(f32['train_loss'], i)} | {g(b16['train_loss'], i)} | {g(f32['valid_loss'], i)} | "
-                     f"{g(b16['valid_loss'], i)} |")
-    lines.append(f"\nFit time: fp32 {f32['seconds']:.0f} s, bf16 {b16['seconds']:.0f} s.")
+    for i in range(max(len(f["train_loss"]) for f in r["fits"].values())):
+        cells = [g(r["fits"][p]["train_loss"], i) for p in names] + [g(r["fits"][p]["valid_loss"], i) for p in names]
+        lines.append(f"| {i} | " + " | ".join(cells) + " |")
+    lines.append("\nFit time: " + ", ".join(f"{p} {r['fits'][p]['seconds']:.0f} s" for p in names) + ".")
     return "\n".join(lines) + "\n"
 
 
