@@ -133,9 +133,16 @@ def row_gemm(spec: dict) -> dict:
 
     m, k, n = spec["shape"]
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[spec["precision"]]
-    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
-    sec, fastest = _time(lambda: a @ b, spec.get("reps", 5))
+    sec, fastest = _time_gemm(m, k, n, dtype, spec.get("reps", 5))
     return {"seconds": sec, "gflops": 2 * m * k * n / sec / 1e9, "gflops_fastest": 2 * m * k * n / fastest / 1e9}
+
+
+def _time_gemm(m: int, k: int, n: int, dtype, reps: int) -> tuple[float, float]:
+    """Median and fastest time of an ``(m, k) @ (k, n)`` product."""
+    import torch
+
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+    return _time(lambda: a @ b, reps)
 
 
 def row_forward(spec: dict) -> dict:
@@ -168,8 +175,7 @@ def row_forward(spec: dict) -> dict:
         first = time.perf_counter() - t0
         sec, fastest = _time(lambda: call(x, t, side), spec.get("reps", 15))
     # the machine's bf16 GEMM rate, measured in the same process right after (the host's speed drifts)
-    g = torch.randn(2048, 2048, dtype=torch.bfloat16)
-    gemm_sec, _ = _time(lambda: g @ g, 9)
+    gemm_sec, _ = _time_gemm(2048, 2048, 2048, torch.bfloat16, 9)
     ms = sec * 1e3 / n
     gflops = flops_per_window_sample_step() / (ms * 1e-3) / 1e9
     gemm = 2 * 2048**3 / gemm_sec / 1e9

@@ -12,8 +12,6 @@ import copy
 import ctypes
 import math
 import sys
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -23,6 +21,7 @@ from tqdm.auto import tqdm
 
 from .diffusion.samplers import NFECounter, get_sampler
 from .diffusion.schedules import Chain
+from .models.cpu_kernels import thread_pool
 from .precision import PRECISIONS, resolve_precision  # noqa: F401  (re-exported)
 from .training import WindowSet
 
@@ -77,19 +76,6 @@ def inference_model(model: nn.Module, precision: str = "fp32") -> nn.Module:
     return copy.deepcopy(model).to(torch.bfloat16).eval()
 
 
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-_POOLS_LOCK = threading.Lock()
-
-
-def _worker_pool(threads: int) -> ThreadPoolExecutor:
-    """A pool of ``threads`` workers, each running torch with one intra-op thread (made once per size)."""
-    with _POOLS_LOCK:
-        if threads not in _POOLS:
-            _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="tsimpute-infer",
-                                                 initializer=torch.set_num_threads, initargs=(1,))
-        return _POOLS[threads]
-
-
 def parallel_forward(net: nn.Module, inp: torch.Tensor, t: torch.Tensor, side: list[torch.Tensor],
                      threads: int) -> torch.Tensor:
     """``net`` on ``inp (n_samples, B, K, L, 2)`` (samples of B windows) → ``(n_samples * B, K, L)``, the batch
@@ -115,7 +101,7 @@ def parallel_forward(net: nn.Module, inp: torch.Tensor, t: torch.Tensor, side: l
         with torch.no_grad():
             return net(part[0], t, part[1])
 
-    outs = list(_worker_pool(threads).map(run, parts))
+    outs = list(thread_pool(threads, single_threaded_torch=True).map(run, parts))
     if by_samples:
         return torch.cat(outs)
     return torch.cat([o.view(n, -1, *o.shape[1:]) for o in outs], dim=1).view(n * b, *outs[0].shape[1:])

@@ -94,11 +94,15 @@ def _build(cxx: str) -> Path:
 
 
 _LOAD_LOCK = threading.Lock()
+_LOADED: list = []  # [library or None] once loaded: read without the lock on every later call
 
 
 def _library() -> ctypes.CDLL | None:
-    with _LOAD_LOCK:  # threads that sample at the same time build and load once
-        return _load()
+    if not _LOADED:
+        with _LOAD_LOCK:  # threads that sample at the same time build and load once
+            if not _LOADED:
+                _LOADED.append(_load())
+    return _LOADED[0]
 
 
 @functools.lru_cache(maxsize=1)
@@ -134,27 +138,31 @@ def available() -> bool:
     return _library() is not None
 
 
-_POOL_LOCK = threading.Lock()
-_POOL: tuple[ThreadPoolExecutor, int] | None = None  # the pool and its size
+_POOLS: dict[tuple[int, bool], ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def thread_pool(threads: int, single_threaded_torch: bool = False) -> ThreadPoolExecutor:
+    """A process-wide pool of ``threads`` workers (made once per size); with ``single_threaded_torch`` each
+    worker runs torch with one intra-op thread."""
+    key = (threads, single_threaded_torch)
+    with _POOLS_LOCK:
+        if key not in _POOLS:
+            init = (torch.set_num_threads, (1,)) if single_threaded_torch else (None, ())
+            _POOLS[key] = ThreadPoolExecutor(threads, thread_name_prefix="tsimpute", initializer=init[0],
+                                             initargs=init[1])
+        return _POOLS[key]
 
 
 def _run(fn, n_units: int, head: tuple, tail: tuple) -> None:
     """``fn(*head, i0, i1, *tail)`` over the units ``[0, n_units)``, split across threads."""
-    global _POOL
     threads = max(1, min(torch.get_num_threads(), n_units // _MIN_UNITS_PER_THREAD))
     bounds = [n_units * i // threads for i in range(threads + 1)]
 
     def call(i: int) -> int:
         return fn(*head, bounds[i], bounds[i + 1], *tail)
 
-    if threads == 1:
-        codes = [call(0)]
-    else:
-        with _POOL_LOCK:
-            if _POOL is None or _POOL[1] < threads:
-                _POOL = (ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tsimpute-kernel"), threads)
-            pool = _POOL[0]
-        codes = list(pool.map(call, range(threads)))
+    codes = [call(0)] if threads == 1 else list(thread_pool(threads).map(call, range(threads)))
     if any(codes):
         raise ValueError(f"{fn.__name__}: unsupported shape (error codes {codes})")
 
