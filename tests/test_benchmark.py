@@ -16,6 +16,8 @@ from tsimpute.benchmark import baselines as BL
 from tsimpute.benchmark import plotting
 from tsimpute.metrics import evaluate
 
+from ._realdata import data_root
+
 nan = np.nan
 
 
@@ -75,6 +77,13 @@ def test_iterative_stays_in_training_range():
     gaps = np.isnan(x)
     lo, hi = np.nanmin(train, axis=0), np.nanmax(train, axis=0)
     assert ((out >= lo - 1e-9) & (out <= hi + 1e-9))[gaps].all()
+
+
+def test_iterative_with_a_constant_feature():
+    train = np.array([[1.0, 2.0], [2.0, 2.0], [3.0, nan], [nan, 2.0]])  # feature 1 takes one value
+    x = _windows([nan, 2.0, nan], [2.0, nan, nan])
+    out = BL.Baseline("iterative", max_iter=2).fit(train).predict(x)
+    assert np.isfinite(out).all() and out[0, 1, 0] == 2.0
 
 
 def test_baseline_errors():
@@ -142,7 +151,7 @@ def test_physionet_task_shapes():
 
 def test_pm25_task_units_and_targets():
     prof = B.get_profile("smoke").replace(n_train=6, n_test=4)
-    task = B.build_task("pm25", prof)
+    task = B.build_task("pm25", prof, data_dir=data_root("pm25"))
     assert task.test_given.shape == (4, 36, 36) and task.window == 36 and task.units == "ug/m3"
     assert task.train_frame.index.get_level_values(0).nunique() == 6
     # given values de-normalise back to the raw µg/m³ values

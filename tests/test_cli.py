@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,13 +16,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import tsimpute
 from tsimpute import __version__
 from tsimpute.benchmark import METHODS, ROW_FIELDS
 from tsimpute.cli import app
 from tsimpute.datasets import _locate
+from tsimpute.models import cpu_kernels
+
+from ._realdata import data_root
 
 runner = CliRunner()
-SHARED = _locate._repo_shared_dir()
 REQUIRED = ("dataset", "method", "steps", "nfe", "n_samples", "mae", "rmse", "crps", "crps_ensemble",
             "train_seconds", "impute_seconds", "seed", "profile")
 
@@ -69,14 +76,8 @@ def test_datasets_not_found(no_data):
 
 
 # ----------------------------------------------------------------------------- bench
-def test_bench_smoke_physionet_end_to_end(tmp_path):
-    threads = torch.get_num_threads()
-    out = tmp_path / "results"
-    args = ["bench", "physionet", "--profile", "smoke", "--out", str(out), "--threads", "1", "--quiet"]
-    res = runner.invoke(app, args)
-    assert res.exit_code == 0, res.output
-    assert torch.get_num_threads() == threads  # restored
-    assert "diffusion-all" in res.output and "interpolate" in res.output
+def _check_smoke_results(out: Path, source: str) -> None:
+    """The smoke bench's files: every method, every field, finite metrics, the data source recorded."""
     payload = json.loads((out / "bench_physionet10_smoke.json").read_text())
     rows = payload["rows"]
     methods = {r["method"] for r in rows}
@@ -90,11 +91,50 @@ def test_bench_smoke_physionet_end_to_end(tmp_path):
         assert row["nfe"] == (row["steps"] if row["family"] == "diffusion" else 0)
     meta = payload["metadata"]
     assert meta["command"].startswith("tsimpute bench physionet --profile smoke")
-    assert meta["profile"]["name"] == "smoke" and meta["task"]["source"] in ("full", "sample")
-    assert meta["machine"]["cpu_count"] and meta["commit"]
+    assert meta["profile"]["name"] == "smoke" and meta["task"]["source"] == source
+    assert meta["machine"]["cpu_count"] and "commit" in meta
     csv = pd.read_csv(out / "bench_physionet10_smoke.csv")
     assert list(csv.columns) == list(ROW_FIELDS) and len(csv) == len(rows)
     assert (out / "bench_physionet10_smoke.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_smoke_physionet_end_to_end_on_the_real_data(tmp_path):
+    threads = torch.get_num_threads()
+    out = tmp_path / "results"
+    args = ["bench", "physionet", "--profile", "smoke", "--out", str(out), "--threads", "1", "--quiet",
+            "--data-dir", str(data_root("physionet2012"))]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert torch.get_num_threads() == threads  # restored
+    assert "diffusion-all" in res.output and "interpolate" in res.output
+    _check_smoke_results(out, source="full")
+
+
+def test_newcomer_smoke_bench_with_no_data_anywhere(tmp_path):
+    """The README's main command as a newcomer runs it: the package outside any checkout (no ``shared/data``
+    beside it), no data directory, no $TSIMPUTE_DATA_DIR, an empty home (no user cache), run from a folder
+    with no ``../shared/data``. It must fall back to the embedded PhysioNet sample and write its results."""
+    package = tmp_path / "clone" / "main" / "tsimpute"
+    shutil.copytree(Path(tsimpute.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "home").mkdir()
+    (tmp_path / "work").mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in (_locate.ENV_VAR, "PYTHONPATH", "XDG_CACHE_HOME")}
+    # compiled kernels are reused from this machine's cache (their build is tested in test_cpu_kernels)
+    env.update(HOME=str(tmp_path / "home"), PYTHONPATH=str(package.parent),
+               TSIMPUTE_CACHE_DIR=str(cpu_kernels.cache_dir().parent))
+    probe = subprocess.run([sys.executable, "-c", "import tsimpute.datasets._locate as L; "
+                            "print(L.__file__); print(*[str(p) for p, _ in L.search_roots()], sep='\\n')"],
+                           cwd=tmp_path / "work", env=env, capture_output=True, text=True, check=True)
+    lines = probe.stdout.split()
+    assert lines[0].startswith(str(package))  # the copy, not the checkout
+    assert not any(Path(p).exists() for p in lines[1:]), lines  # no data root exists
+    out = tmp_path / "out"
+    res = subprocess.run([sys.executable, "-m", "tsimpute.cli", "bench", "physionet", "--profile", "smoke",
+                          "--out", str(out), "--quiet"],
+                         cwd=tmp_path / "work", env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "embedded real sample" in res.stdout and "interpolate" in res.stdout
+    _check_smoke_results(out, source="sample")
 
 
 def test_bench_unknown_dataset():
@@ -135,9 +175,10 @@ def test_bench_physionet_falls_back_to_sample_with_a_note(no_data, tmp_path):
 
 def test_bench_corrupt_archive_checksum(no_data):
     data = no_data / "data"
+    real = data_root("pm25")
     for name in ("pm25_ground.txt", "pm25_missing.txt", "pm25_latlng.txt"):
         (data / "pm25" / "SampleData").mkdir(parents=True, exist_ok=True)
-        shutil.copy(SHARED / "pm25" / "SampleData" / name, data / "pm25" / "SampleData" / name)
+        shutil.copy(real / "pm25" / "SampleData" / name, data / "pm25" / "SampleData" / name)
     ground = data / "pm25" / "SampleData" / "pm25_ground.txt"
     with open(ground, "r+b") as fh:
         fh.seek(200)

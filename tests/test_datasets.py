@@ -1,6 +1,9 @@
-"""Tests for tsimpute.datasets on the real shared data (CI has it at <repo>/../shared/data).
+"""Tests for tsimpute.datasets.
 
-No test touches the network: downloads are served from local files through a replaced opener.
+Tests of the real files find them with :func:`tests._realdata.data_root` (skipped with a reason when no data root
+has them, failed instead under ``TSIMPUTE_REQUIRE_DATA=1``, as in CI). The search, checksum and download tests
+build their own small files and pass without any real data. No test touches the network: downloads are served
+from local files through a replaced opener.
 """
 
 from __future__ import annotations
@@ -8,8 +11,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import pickletools
-import shutil
 import tarfile
 import zipfile
 from dataclasses import asdict
@@ -23,19 +26,34 @@ from tsimpute import datasets as D
 from tsimpute.datasets import _locate
 from tsimpute.datasets import physionet as P
 
-SHARED = _locate._repo_shared_dir()
-SETA = SHARED / "physionet2012" / "set-a.tar.gz"
+from ._realdata import data_root
 
 
 @pytest.fixture(scope="module")
 def seta() -> D.PhysioNetData:
-    """set-a parsed once for the module (no disk cache)."""
-    return D.load_physionet("set-a", source="full", cache=False)
+    """The real set-a, parsed once for the module (no disk cache)."""
+    return D.load_physionet("set-a", source="full", cache=False, data_dir=data_root("physionet2012"))
 
 
 @pytest.fixture(scope="module")
 def pm25() -> D.PM25Data:
-    return D.load_pm25()
+    return D.load_pm25(data_dir=data_root("pm25"))
+
+
+def _tiny_set_a(path: Path, records: dict[int, list[str]] | None = None) -> Path:
+    """A set-a archive in the official layout with a few short records (not the real data)."""
+    records = records or {
+        900001: ["00:00,RecordID,900001", "00:00,Age,54", "00:07,HR,73", "00:37,HR,77", "01:10,Temp,35.6"],
+        900002: ["00:00,RecordID,900002", "02:00,Na,139", "47:59,HR,88"],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tf:
+        for rid, lines in records.items():
+            data = ("Time,Parameter,Value\n" + "\n".join(lines) + "\n").encode()
+            info = tarfile.TarInfo(f"set-a/{rid}.txt")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
 
 
 @pytest.fixture
@@ -79,7 +97,7 @@ def test_physionet_shape_and_missing_rate(seta):
     assert abs(seta.missing_rate - 0.805) <= 0.005
     assert seta.record_ids[0] == 132539 and seta.record_ids[-1] == 142673
     assert np.all(np.diff(seta.record_ids) > 0)
-    assert seta.source == "full" and seta.path == SETA
+    assert seta.source == "full" and seta.path.name == "set-a.tar.gz"
     # the 3 descriptor-only stays have no time series at all
     empty = seta.record_ids[~seta.observed_mask.any(axis=(1, 2))]
     assert sorted(empty.tolist()) == [140501, 140936, 141264]
@@ -103,7 +121,7 @@ def test_physionet_matches_csdi_parser(seta):
     negative = np.flatnonzero((np.nan_to_num(seta.values) < 0).any(axis=(1, 2)))[:5]
     picks = sorted({*range(0, 4000, 100), *negative.tolist(), int(np.searchsorted(seta.record_ids, 140501))})
     wanted = {f"{seta.record_ids[i]}.txt": i for i in picks}
-    with tarfile.open(SETA, "r:gz") as tf:
+    with tarfile.open(seta.path, "r:gz") as tf:
         for member in tf:
             name = member.name.rsplit("/", 1)[-1]
             if name in wanted:
@@ -133,20 +151,20 @@ def test_disk_cache_roundtrip(seta, tmp_path, monkeypatch):
     monkeypatch.setattr(
         P, "parse_physionet_archive", lambda path: (seta.values.copy(), seta.record_ids.copy())
     )
-    first = D.load_physionet(source="full", cache_dir=tmp_path)
+    first = D.load_physionet(source="full", cache_dir=tmp_path, data_dir=seta.path.parents[1])
     files = list(tmp_path.glob("physionet2012_set-a_*_v1.npz"))
-    assert len(files) == 1 and _locate.sha256_file(SETA)[:16] in files[0].name
+    assert len(files) == 1 and _locate.sha256_file(seta.path)[:16] in files[0].name
     monkeypatch.setattr(P, "_MEMORY", type(P._MEMORY)())
     monkeypatch.setattr(P, "parse_physionet_archive", lambda path: pytest.fail("cache not used"))
-    second = D.load_physionet(source="full", cache_dir=tmp_path)
+    second = D.load_physionet(source="full", cache_dir=tmp_path, data_dir=seta.path.parents[1])
     np.testing.assert_array_equal(first.values, second.values)
     np.testing.assert_array_equal(second.values, seta.values)
 
 
 def test_returned_arrays_are_private(seta):
-    a = D.load_physionet(source="full", cache=False)
+    a = D.load_physionet(source="full", cache=False, data_dir=seta.path.parents[1])
     a.values[:] = 0.0
-    b = D.load_physionet(source="full", cache=False)
+    b = D.load_physionet(source="full", cache=False, data_dir=seta.path.parents[1])
     np.testing.assert_array_equal(b.values, seta.values)
 
 
@@ -188,9 +206,11 @@ def test_hash_cache(tmp_path):
 
 def test_search_order(isolated, tmp_path, monkeypatch):
     env_root = tmp_path / "env"
-    for root in (isolated, env_root):
-        (root / "ett").mkdir(parents=True)
-        shutil.copy(SHARED / "ett" / "ETTh1.csv.gz", root / "ett" / "ETTh1.csv.gz")
+    for root in (isolated, env_root):  # stand-in files, accepted through their download sidecar
+        f = root / "ett" / "ETTh1.csv.gz"
+        f.parent.mkdir(parents=True)
+        f.write_bytes(b"stand-in for " + str(root).encode())
+        f.with_name(f.name + ".sha256").write_text(f"{_locate.sha256_file(f)}  {f.name}\n")
     monkeypatch.setenv(_locate.ENV_VAR, str(env_root))
     roots = [r for r, _ in _locate.search_roots(isolated)]
     assert roots[0] == isolated and roots[1] == env_root
@@ -298,7 +318,7 @@ def test_pm25_tables(pm25):
 
 
 def test_pm25_statistics_match_csdi_pickle(pm25):
-    mean, std = _pickled_float_arrays(SHARED / "pm25" / "pm25_meanstd.pk")
+    mean, std = _pickled_float_arrays(data_root("pm25") / "pm25" / "pm25_meanstd.pk")
     np.testing.assert_allclose(pm25.mean.to_numpy(), mean, rtol=0, atol=1e-9)
     np.testing.assert_allclose(pm25.std.to_numpy(), std, rtol=0, atol=1e-9)
 
@@ -356,11 +376,11 @@ def test_pm25_windows_follow_csdi(pm25):
 
 # ----------------------------------------------------------------------------- Beijing, ETT
 def test_beijing_multisite():
-    frames = D.load_beijing_multisite()
+    frames = D.load_beijing_multisite(data_dir=data_root("beijing_multisite"))
     assert list(frames) == list(D.BEIJING_STATIONS)
     total = sum(int(f.isna().to_numpy().sum()) for f in frames.values())
     assert round(total / (12 * 35064 * 11) * 100, 2) == 1.56
-    dongsi = D.load_beijing_multisite("Dongsi")
+    dongsi = D.load_beijing_multisite("Dongsi", data_dir=data_root("beijing_multisite"))
     pd.testing.assert_frame_equal(dongsi, frames["Dongsi"])
     assert dongsi.shape == (35064, 11) and tuple(dongsi.columns) == D.BEIJING_FEATURES
     assert dongsi.index[0] == pd.Timestamp("2013-03-01 00:00") and dongsi.index[-1] == pd.Timestamp(
@@ -368,7 +388,7 @@ def test_beijing_multisite():
     )
     assert (dongsi.dtypes == np.float64).all()
     assert int(sum(f["PM2.5"].isna().sum() for f in frames.values())) == 8739
-    long = D.load_beijing_multisite(["Dongsi", "Tiantan"], layout="long")
+    long = D.load_beijing_multisite(["Dongsi", "Tiantan"], layout="long", data_dir=data_root("beijing_multisite"))
     assert long.index.names == ["station", "datetime"] and len(long) == 2 * 35064
     with pytest.raises(ValueError, match="stations"):
         D.load_beijing_multisite("Paris")
@@ -378,7 +398,7 @@ def test_beijing_multisite():
 
 @pytest.mark.parametrize("name,rows", [("ETTh1", 17420), ("ETTh2", 17420), ("ETTm1", 69680)])
 def test_ett(name, rows):
-    df = D.load_ett(name)
+    df = D.load_ett(name, data_dir=data_root("ett"))
     assert df.shape == (rows, 7) and tuple(df.columns) == D.ETT_COLUMNS
     assert df.index[0] == pd.Timestamp("2016-07-01 00:00") and df.index.is_monotonic_increasing
     assert not df.isna().to_numpy().any()
@@ -405,25 +425,30 @@ def test_fetch_url_file_scheme(tmp_path):
 
 
 def test_download_ett_pinned(isolated, serve, tmp_path):
+    real = data_root("ett")
     csv = tmp_path / "ETTh1.csv"
-    csv.write_bytes(gzip.decompress((SHARED / "ett" / "ETTh1.csv.gz").read_bytes()))
+    csv.write_bytes(gzip.decompress((real / "ett" / "ETTh1.csv.gz").read_bytes()))
     serve[D.DATASETS["ett"].files[0].url] = csv
     df = D.load_ett("ETTh1", data_dir=isolated, download=True)
     assert (isolated / "ett" / "ETTh1.csv").is_file() and df.shape == (17420, 7)
-    pd.testing.assert_frame_equal(df, D.load_ett("ETTh1", data_dir=SHARED))
+    pd.testing.assert_frame_equal(df, D.load_ett("ETTh1", data_dir=real))
     csv.write_bytes(csv.read_bytes()[:-10])  # a corrupted official file is refused
     with pytest.raises(ValueError, match="Checksum mismatch"):
         D.download_ett(tmp_path / "other", names=("ETTh1",))
     assert not (tmp_path / "other" / "ett" / "ETTh1.csv").exists()
 
 
-def test_download_physionet_unpinned(isolated, serve):
+def test_download_physionet_unpinned(isolated, serve, tmp_path):
     url = "https://physionet.org/files/challenge-2012/1.0.0/set-a.tar.gz"
-    serve[url] = SETA
+    serve[url] = _tiny_set_a(tmp_path / "served" / "set-a.tar.gz")
     paths = D.download_physionet(files=("set-a",))  # default: the user cache
     assert paths == [Path.home() / ".cache" / "tsimpute" / "physionet2012" / "set-a.tar.gz"]
     assert paths[0].with_name("set-a.tar.gz.sha256").is_file()
-    assert D.load_physionet(source="full").path == paths[0]
+    data = D.load_physionet(source="full", cache=False)
+    assert data.path == paths[0] and data.values.shape == (2, 48, 35)
+    assert data.record_ids.tolist() == [900001, 900002]
+    hr = D.PHYSIONET_VARIABLES.index("HR")
+    assert data.values[0, 0, hr] == 77.0 and data.values[1, 47, hr] == 88.0  # the last value of an hour wins
     assert D.download_physionet(files=("set-a",)) == paths  # found: no second download
     assert serve["__seen__"] == [url]
     with pytest.raises(ValueError, match="files"):
@@ -431,8 +456,7 @@ def test_download_physionet_unpinned(isolated, serve):
 
 
 def test_sidecar_detects_changes(isolated, tmp_path):
-    src = tmp_path / "official.tar.gz"  # same records, other bytes (like the official archive)
-    src.write_bytes(gzip.compress(gzip.decompress(SETA.read_bytes()), compresslevel=1, mtime=0))
+    src = _tiny_set_a(tmp_path / "official.tar.gz")  # not the pinned bytes (like the official archive)
     dest = isolated / "physionet2012" / "set-a.tar.gz"
     _locate.fetch_url(src.as_uri(), dest)
     spec = P.INFO.files[0]
@@ -451,7 +475,7 @@ def test_download_pm25_from_zip(isolated, serve, tmp_path):
     z = tmp_path / "STMVL-Release.zip"
     with zipfile.ZipFile(z, "w") as zf:
         for name in ("pm25_ground.txt", "pm25_missing.txt", "pm25_latlng.txt"):
-            zf.write(SHARED / "pm25" / "SampleData" / name, f"Code/STMVL/SampleData/{name}")
+            zf.write(data_root("pm25") / "pm25" / "SampleData" / name, f"Code/STMVL/SampleData/{name}")
         zf.writestr("Code/STMVL/readme.txt", "other content")
     serve[D.DATASETS["pm25"].files[0].url] = z
     data = D.load_pm25(data_dir=isolated, download=True)
@@ -467,7 +491,7 @@ def test_download_pm25_from_zip(isolated, serve, tmp_path):
 def _uci_zip(dest: Path, modify: str | None = None) -> Path:
     """The UCI layout: an outer zip holding PRSA2017_Data_20130301-20170228.zip."""
     inner = io.BytesIO()
-    tar = SHARED / "beijing_multisite_air_quality" / "PRSA_Data_20130301-20170228.tar.gz"
+    tar = data_root("beijing_multisite") / "beijing_multisite_air_quality" / "PRSA_Data_20130301-20170228.tar.gz"
     with tarfile.open(tar) as tf, zipfile.ZipFile(inner, "w", zipfile.ZIP_STORED) as zin:
         for member in tf:
             if member.isfile():
@@ -483,7 +507,7 @@ def _uci_zip(dest: Path, modify: str | None = None) -> Path:
 def test_download_and_read_uci_zip(isolated, serve, tmp_path):
     serve[D.DATASETS["beijing_multisite"].files[0].url] = _uci_zip(tmp_path / "uci.zip")
     frames = D.load_beijing_multisite(["Dongsi", "Shunyi"], data_dir=isolated, download=True)
-    ref = D.load_beijing_multisite(["Dongsi", "Shunyi"], data_dir=SHARED)
+    ref = D.load_beijing_multisite(["Dongsi", "Shunyi"], data_dir=data_root("beijing_multisite"))
     for s in ("Dongsi", "Shunyi"):
         pd.testing.assert_frame_equal(frames[s], ref[s])
     odd = tmp_path / "odd" / "beijing_multisite_air_quality" / "beijing+multi+site+air+quality+data.zip"
@@ -511,14 +535,19 @@ def test_registry_and_status(isolated, monkeypatch):
             assert pinned and all(len(h) == 64 for h in pinned)
     rows = D.dataset_status(isolated)
     assert [r.found for r in rows] == [False] * 4 and rows[0].embedded_sample
-    monkeypatch.setenv(_locate.ENV_VAR, str(SHARED))
-    rows = D.dataset_status(verify=True)
-    assert all(r.found and r.verified for r in rows)
-    assert rows[0].location == SHARED / "physionet2012" and rows[0].size == 13280443
     assert set(asdict(rows[0])) >= {"name", "found", "location", "license", "size"}
-    assert D.download_dataset("ett") == [SHARED / "ett" / f"{n}.csv.gz" for n in D.ETT_NAMES]  # already there
     with pytest.raises(ValueError, match="name"):
         D.download_dataset("cifar10")
+
+
+def test_status_of_the_real_files(isolated, monkeypatch):
+    roots = {name: data_root(name) for name in D.DATASETS}
+    monkeypatch.setenv(_locate.ENV_VAR, os.pathsep.join(str(r) for r in dict.fromkeys(roots.values())))
+    rows = D.dataset_status(verify=True)
+    assert all(r.found and r.verified for r in rows)
+    assert rows[0].location == roots["physionet2012"] / "physionet2012" and rows[0].size == 13280443
+    ett = roots["ett"]
+    assert D.download_dataset("ett") == [ett / "ett" / f"{n}.csv.gz" for n in D.ETT_NAMES]  # already there
 
 
 def test_bad_arguments():

@@ -178,10 +178,35 @@ def test_non_numeric_columns_are_listed(sinusoids):
         Imputer(**TINY).fit(bad)
 
 
-def test_all_nan_column_at_fit(sinusoids):
+def test_all_nan_column_at_fit_is_warned_left_out_and_kept_in_the_output(sinusoids, tmp_path):
     X, _ = sinusoids
-    with pytest.raises(ValueError, match=r"\['x1'\].*entirely missing"):
-        Imputer(**TINY).fit(X.assign(x1=np.nan))
+    bad = X.assign(x1=np.nan)
+    with pytest.warns(UserWarning, match=r"\['x1'\].*entirely missing"):
+        imp = Imputer(random_state=0, **TINY).fit(bad)
+    assert list(imp.empty_features_) == ["x1"]
+    assert imp.model_.config.n_features == X.shape[1] - 1
+    out = imp.transform(bad)
+    assert list(out.columns) == list(X.columns)
+    assert out["x1"].isna().all()
+    others = [c for c in X.columns if c != "x1"]
+    assert not out[others].isna().any().any()
+    # a value observed later in that column comes back unchanged; the others are imputed as before
+    later = bad.copy()
+    later.iloc[5, list(X.columns).index("x1")] = 7.25
+    out2 = imp.transform(later)
+    assert out2["x1"].iloc[5] == 7.25 and out2["x1"].isna().sum() == len(X) - 1
+    assert np.array_equal(out2[others].to_numpy(), out[others].to_numpy())
+    assert imp.sample(bad, n_samples=2)[..., list(X.columns).index("x1")].shape == (2, len(X))
+    imp.save(tmp_path / "m.pt")
+    again = Imputer.load(tmp_path / "m.pt")
+    assert list(again.empty_features_) == ["x1"]
+    assert np.array_equal(again.transform(bad).to_numpy(), out.to_numpy(), equal_nan=True)
+
+
+def test_every_column_missing_at_fit(sinusoids):
+    X, _ = sinusoids
+    with pytest.raises(ValueError, match="every column"):
+        Imputer(**TINY).fit(X * np.nan)
 
 
 def test_infinite_values(sinusoids):

@@ -101,6 +101,7 @@ def load_imputer(cls, path, device: str | None = None):
     imp.n_features_in_ = len(imp.feature_names_in_)
     imp.mean_ = payload["mean"].numpy()
     imp.scale_ = payload["scale"].numpy()
+    imp.empty_features_ = imp.feature_names_in_[np.isnan(imp.mean_)]
     model = CSDIDenoiser(CSDIConfig(**payload["model_config"]))
     model.load_state_dict(payload["model_state"])
     imp.model_ = model.to(imp.device_).eval()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import warnings
 from dataclasses import asdict
 
 import numpy as np
@@ -42,6 +43,27 @@ from .step_learning import MASK_OBJECTIVES, StepLearner, StepLearningConfig
 from .training import TrainConfig, WindowSet, train_denoiser
 
 STEP_SELECTIONS = ("all", "uniform", "quadratic", "learned")
+
+
+def _fit_scaler(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and spread of the observed values; NaN for columns with no observed value (warned)."""
+    values = frame.to_numpy(dtype=np.float64)
+    empty = np.isnan(values).all(axis=0)
+    if empty.all():
+        raise ValueError("every column of X is entirely missing; there is nothing to learn from")
+    mean = np.full(values.shape[1], np.nan)
+    std = np.full(values.shape[1], np.nan)
+    scaler = Scaler.fit(values[:, ~empty])
+    mean[~empty], std[~empty] = scaler.mean, scaler.std
+    if empty.any():
+        names = [c for c, e in zip(frame.columns, empty, strict=True) if e]
+        warnings.warn(
+            f"columns {names} are entirely missing in X: they cannot be learned and are left out of the model; "
+            "their gaps stay NaN in the output (values observed in them later are returned unchanged)",
+            UserWarning,
+            stacklevel=3,
+        )
+    return mean, std
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
@@ -147,7 +169,11 @@ class Imputer(TransformerMixin, BaseEstimator):
     model_ : CSDIDenoiser
     n_features_in_, feature_names_in_ : int, ndarray
     mean_, scale_ : ndarray (n_features,)
-        Per-feature standardisation learned from the training data.
+        Per-feature standardisation learned from the training data (NaN for columns entirely missing in fit).
+    empty_features_ : ndarray of column names
+        Columns with no observed value in fit (a warning names them). Like scikit-learn's imputers, the model
+        cannot learn them; unlike them, they are kept in the output (same columns as the input), with their
+        gaps left as NaN.
     history_ : TrainHistory
     steps_ : ndarray
         Steps used by sampling with the settings at fit time (the learned steps for ``learned``).
@@ -272,9 +298,6 @@ class Imputer(TransformerMixin, BaseEstimator):
         frame, was_numpy = as_frame(X)
         check_frame(frame)
         if reset:
-            empty = [c for c in frame.columns if frame[c].isna().all()]
-            if empty:
-                raise ValueError(f"columns {empty} are entirely missing; the model cannot learn them")
             return frame, was_numpy
         fitted = list(self.feature_names_in_)
         cols = list(frame.columns)
@@ -288,17 +311,22 @@ class Imputer(TransformerMixin, BaseEstimator):
             frame = frame[fitted]
         return frame, was_numpy
 
+    def _modelled(self) -> np.ndarray:
+        """Column positions the network models: every fitted column but those entirely missing at fit."""
+        return np.flatnonzero(~np.isnan(self.mean_))
+
     def _scaled_series(self, frame: pd.DataFrame) -> list[Series]:
-        scaler = Scaler(self.mean_, self.scale_)
-        return [Series(s.rows, scaler.transform(s.values)) for s in split_series(frame)]
+        """The series of ``frame``, standardised, restricted to the modelled columns."""
+        cols = self._modelled()
+        scaler = Scaler(self.mean_[cols], self.scale_[cols])
+        return [Series(s.rows, scaler.transform(s.values[:, cols])) for s in split_series(frame)]
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None) -> Imputer:
         """Fit the diffusion model on the observed entries of ``X`` (DataFrame, wide or panel)."""
         self._check_params()
         frame, _ = self._validated_frame(X, reset=True)
-        series = split_series(frame)
-        longest = max(len(s.values) for s in series)
+        longest = max(len(s.values) for s in split_series(frame))
         if longest < self.window:
             raise ValueError(
                 f"X has at most {longest} rows per series but window={self.window}; "
@@ -310,9 +338,9 @@ class Imputer(TransformerMixin, BaseEstimator):
         self.device_ = _resolve_device(self.device)
         self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
         self.n_features_in_ = frame.shape[1]
-        scaler = Scaler.fit(np.concatenate([s.values for s in series]))
-        self.mean_, self.scale_ = scaler.mean, scaler.std
-        scaled = [Series(s.rows, scaler.transform(s.values)) for s in series]
+        self.mean_, self.scale_ = _fit_scaler(frame)
+        self.empty_features_ = self.feature_names_in_[np.isnan(self.mean_)]
+        scaled = self._scaled_series(frame)
 
         gen_np = np.random.default_rng(fit_seed)
         train_series, valid_series = self._split_validation(scaled, gen_np, isinstance(frame.index, pd.MultiIndex))
@@ -320,7 +348,7 @@ class Imputer(TransformerMixin, BaseEstimator):
 
         with _seeded_torch(fit_seed, self.device_):
             config = CSDIConfig(
-                n_features=self.n_features_in_, n_steps=self.n_steps, channels=self.channels,
+                n_features=len(self._modelled()), n_steps=self.n_steps, channels=self.channels,
                 n_layers=self.n_layers, n_heads=self.n_heads, ff_dim=self.channels,
             )
             model = CSDIDenoiser(config)
@@ -477,13 +505,16 @@ class Imputer(TransformerMixin, BaseEstimator):
         )
         self.last_nfe_ = result.nfe
         samples = result.samples.numpy().transpose(0, 1, 3, 2)  # (n, N, L, K)
-        out = np.empty((n_samples, len(frame), self.n_features_in_), dtype=np.float64)
+        cols = self._modelled()
+        modelled = np.empty((n_samples, len(frame), len(cols)), dtype=np.float64)
         first = 0
         for s, st in zip(series, starts, strict=True):
             owner, offset = stitch_owner(len(s.values), st, self.window)
-            out[:, s.rows, :] = samples[:, first + owner, offset, :]
+            modelled[:, s.rows, :] = samples[:, first + owner, offset, :]
             first += len(st)
-        out = out * self.scale_ + self.mean_
+        # columns entirely missing at fit are not modelled: their gaps stay NaN
+        out = np.full((n_samples, len(frame), self.n_features_in_), np.nan)
+        out[..., cols] = modelled * self.scale_[cols] + self.mean_[cols]
         return out, ~np.isnan(frame.to_numpy(dtype=np.float64))
 
     def sample(self, X, n_samples: int | None = None) -> np.ndarray:

@@ -104,10 +104,12 @@ class Baseline:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
                     lo, hi = np.nanmin(fit_rows, axis=0), np.nanmax(fit_rows, axis=0)
+                # no bound for unobserved or constant features (scikit-learn requires min < max)
+                spread = hi > lo
                 self.model_ = IterativeImputer(
                     max_iter=self.max_iter, random_state=self.seed, keep_empty_features=True,
-                    min_value=np.where(np.isnan(lo), -np.inf, lo),
-                    max_value=np.where(np.isnan(hi), np.inf, hi),
+                    min_value=np.where(spread, lo, -np.inf),
+                    max_value=np.where(spread, hi, np.inf),
                 )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # ConvergenceWarning of IterativeImputer

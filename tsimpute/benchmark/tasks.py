@@ -101,6 +101,27 @@ def _subset(n: int, size: int | None) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, size).round().astype(np.int64))
 
 
+def _covering_subset(pool: np.ndarray, size: int, observed: np.ndarray) -> np.ndarray:
+    """The first ``size`` series of ``pool``, with later ones swapped in so that every feature observed
+    somewhere in the pool is observed in the subset (a model cannot learn a feature it never sees).
+
+    ``observed`` is ``(series, time, features)``; a swapped-in series replaces the last chosen series that
+    is not the only one observing some feature.
+    """
+    chosen = list(pool[:size])
+    seen = observed[pool].any(axis=1)  # (pool, K)
+    for k in np.flatnonzero(seen.any(axis=0)):
+        if observed[chosen, :, k].any():
+            continue
+        donor = pool[size:][seen[size:, k]][0]
+        counts = observed[chosen].any(axis=1).sum(axis=0)  # series observing each feature
+        for j in range(len(chosen) - 1, -1, -1):
+            if not (observed[chosen[j]].any(axis=0) & (counts == 1)).any():
+                chosen[j] = donor
+                break
+    return np.asarray(chosen)
+
+
 # ----------------------------------------------------------------------------- PhysioNet
 def _physionet(profile: BenchProfile, *, data_dir, missing_ratio: float, source: str) -> BenchTask:
     from ..datasets import SampleDataWarning, load_physionet, physionet_task
@@ -122,7 +143,7 @@ def _physionet(profile: BenchProfile, *, data_dir, missing_ratio: float, source:
     # training pool: CSDI's training stays, then its validation stays (the Imputer keeps its own 1/8 for
     # early stopping, 70% / 10% of the whole as in CSDI when the pool is complete)
     pool = np.concatenate([task.train_index, task.valid_index])
-    train_idx = pool if profile.n_train is None else pool[: profile.n_train]
+    train_idx = pool if profile.n_train is None else _covering_subset(pool, profile.n_train, ~np.isnan(z))
     test_idx = task.test_index if profile.n_test is None else task.test_index[: profile.n_test]
     hours = np.arange(z.shape[1])
     ids = data.record_ids
