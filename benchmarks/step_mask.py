@@ -42,11 +42,11 @@ VARIANTS = [
 
 def evaluate(imp: Imputer, task, n_samples: int) -> dict:
     t0 = time.perf_counter()
-    samples = imp.sample(task.test_frame, n_samples=n_samples)
+    samples, info = imp.sample(task.test_frame, n_samples=n_samples, return_info=True)
     seconds = time.perf_counter() - t0
     windows = task.to_metric(task.windows(samples))
     return {
-        "nfe": imp.last_nfe_,
+        "nfe": info.nfe,
         "mae": mae(windows, task.target, task.eval_mask),
         "crps": crps_quantile(windows, task.target, task.eval_mask),
         "impute_seconds": seconds,

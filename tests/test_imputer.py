@@ -156,11 +156,11 @@ def test_inference_settings_change_without_refit(tiny_imputer, sinusoids):
     imp = copy.deepcopy(tiny_imputer)
     weights = {k: v.clone() for k, v in imp.model_.state_dict().items()}
     imp.set_params(step_selection="uniform", target_steps=5)
-    imp.transform(X)
-    assert imp.last_nfe_ % 5 == 0 and imp.inference_steps().numel() == 5
+    _, info = imp.sample(X, return_info=True)
+    assert info.steps == 5 and info.nfe % 5 == 0 and imp.inference_steps().numel() == 5
     imp.set_params(step_selection="all", sampler="ddim")
-    imp.transform(X)
-    assert imp.last_nfe_ % 50 == 0
+    _, info = imp.sample(X, return_info=True)
+    assert info.steps == 50 and info.nfe % 50 == 0
     for k, v in imp.model_.state_dict().items():
         assert np.array_equal(v.numpy(), weights[k].numpy())
     imp.set_params(step_selection="learned")
@@ -257,11 +257,11 @@ def test_multiindex_with_three_levels(sinusoids):
         Imputer(**TINY).fit(X.set_axis(idx))
 
 
-def test_non_dataframe_input():
-    with pytest.raises(TypeError, match="DataFrame"):
-        Imputer(**TINY).fit([[1.0, 2.0], [3.0, 4.0]])
-    with pytest.raises(ValueError, match="2-D"):
+def test_input_that_is_not_2d():
+    with pytest.raises(ValueError, match="Found array with dim 3"):
         Imputer(**TINY).fit(np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match="could not convert string to float"):
+        Imputer(**TINY).fit("data.csv")
 
 
 @pytest.mark.parametrize(

@@ -36,10 +36,8 @@ def test_joint_fit_keeps_exactly_target_steps_with_near_binary_scores(joint):
 def test_learned_sampler_calls_the_network_once_per_kept_step(joint, sinusoids):
     X, _ = sinusoids
     imp = copy.deepcopy(joint).set_params(inference_batch_size=100_000)  # one sampling batch
-    imp.transform(X)
-    assert imp.last_nfe_ == 5
-    imp.set_params(step_selection="all").transform(X)
-    assert imp.last_nfe_ == 50
+    assert imp.sample(X, return_info=True)[1].nfe == 5
+    assert imp.set_params(step_selection="all").sample(X, return_info=True)[1].nfe == 50
 
 
 def test_joint_fit_is_reproducible(joint, sinusoids):

@@ -15,7 +15,7 @@ import torch
 from ._version import __version__
 
 FORMAT = "tsimpute.Imputer"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the fitted window ("auto" resolves at fit); column names absent for array input
 
 
 def _plain_names(names) -> list:
@@ -49,7 +49,9 @@ def save_imputer(imputer, path, model_config: dict) -> None:
         "format_version": FORMAT_VERSION,
         "tsimpute_version": __version__,
         "params": _plain_params(imputer.get_params()),
-        "feature_names": _plain_names(imputer.feature_names_in_),
+        "feature_names": (_plain_names(imputer.feature_names_in_) if hasattr(imputer, "feature_names_in_")
+                          else None),
+        "window": int(imputer.window_),
         "mean": torch.from_numpy(np.asarray(imputer.mean_, dtype=np.float64)),
         "scale": torch.from_numpy(np.asarray(imputer.scale_, dtype=np.float64)),
         "model_config": model_config,
@@ -97,11 +99,14 @@ def load_imputer(cls, path, device: str | None = None):
         params["device"] = device
     imp = cls(**params)
     imp.device_ = _resolve_device(imp.device)
-    imp.feature_names_in_ = np.asarray(payload["feature_names"], dtype=object)
-    imp.n_features_in_ = len(imp.feature_names_in_)
+    if payload["feature_names"] is not None:
+        imp.feature_names_in_ = np.asarray(payload["feature_names"], dtype=object)
     imp.mean_ = payload["mean"].numpy()
+    imp.n_features_in_ = len(imp.mean_)
+    imp.window_ = int(payload.get("window", params["window"]))  # format 1 stored an integer window only
     imp.scale_ = payload["scale"].numpy()
-    imp.empty_features_ = imp.feature_names_in_[np.isnan(imp.mean_)]
+    columns = getattr(imp, "feature_names_in_", np.arange(imp.n_features_in_))
+    imp.empty_features_ = np.asarray(columns, dtype=object)[np.isnan(imp.mean_)]
     model = CSDIDenoiser(CSDIConfig(**payload["model_config"]))
     model.load_state_dict(payload["model_state"])
     imp.model_ = model.to(imp.device_).eval()

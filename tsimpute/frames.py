@@ -9,11 +9,16 @@ panel
     several series; a 2-level MultiIndex ``(series id, time)``. Each series is windowed on its own;
     its rows need not be contiguous, but its time level must be unique and increasing.
 
-A 2-D numpy array is read as a wide frame with integer column names ``0..K-1``.
+Other 2-D array-likes are validated by :mod:`tsimpute.validation` and read as a wide frame with integer
+column names ``0..K-1``.
+
+Window length: ``"auto"`` (:func:`resolve_window`) is :data:`DEFAULT_WINDOW` rows, or the longest series
+when every series is shorter.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,19 +33,6 @@ class Series:
     values: np.ndarray
 
 
-def as_frame(X, name: str = "X") -> tuple[pd.DataFrame, bool]:
-    """Return ``(frame, was_numpy)``: accept a DataFrame or a 2-D numpy array, reject anything else."""
-    if isinstance(X, pd.DataFrame):
-        return X, False
-    if isinstance(X, np.ndarray):
-        if X.ndim != 2:
-            raise ValueError(f"{name} as a numpy array must be 2-D (rows in time, features), got shape {X.shape}")
-        return pd.DataFrame(X), True
-    raise TypeError(
-        f"{name} must be a pandas DataFrame (or a 2-D numpy array), got {type(X).__name__}"
-    )
-
-
 def check_frame(X: pd.DataFrame, name: str = "X") -> None:
     """Validate columns, values and index of a frame; raise ``ValueError``/``TypeError`` naming the problem."""
     if X.shape[0] == 0 or X.shape[1] == 0:
@@ -51,6 +43,9 @@ def check_frame(X: pd.DataFrame, name: str = "X") -> None:
     bad = [c for c in X.columns if not (pd.api.types.is_numeric_dtype(X[c]) and not pd.api.types.is_bool_dtype(X[c]))]
     if bad:
         raise TypeError(f"{name} has non-numeric columns {bad}; drop or encode them before imputation")
+    complex_cols = [c for c in X.columns if pd.api.types.is_complex_dtype(X[c])]
+    if complex_cols:
+        raise ValueError(f"Complex data not supported: {name} has complex columns {complex_cols}")
     values = X.to_numpy(dtype=np.float64)
     inf_cols = [c for c, has in zip(X.columns, np.isinf(values).any(axis=0), strict=True) if has]
     if inf_cols:
@@ -107,6 +102,43 @@ class Scaler:
 
     def inverse(self, values: np.ndarray) -> np.ndarray:
         return values * self.std + self.mean
+
+
+DEFAULT_WINDOW = 48
+"""Rows per window of ``window="auto"`` when the data has series that long."""
+SHORT_CONTEXT = 16
+"""``window="auto"`` warns below this many rows per window: the model then sees little of any series at once."""
+
+
+def resolve_window(window: int | str, longest: int, name: str = "X") -> int:
+    """The window length used for data whose longest series has ``longest`` rows.
+
+    ``"auto"`` gives :data:`DEFAULT_WINDOW` rows, or ``longest`` when every series is shorter: each series then
+    fits in one window, as it would (padded with unobserved rows) in a longer one, so no row loses context.
+    It warns when that window is shorter than :data:`SHORT_CONTEXT` rows. An integer window is returned as is,
+    and must not exceed ``longest``.
+    """
+    if longest < 2:
+        raise ValueError(
+            f"{name} has at most 1 sample (row) per series, n_samples=1, while a minimum of 2 is required"
+        )
+    if isinstance(window, str):  # "auto" (the estimator checks the value)
+        resolved = min(DEFAULT_WINDOW, longest)
+        if resolved < SHORT_CONTEXT:
+            warnings.warn(
+                f"{name} has at most {longest} rows per series, so window='auto' is {resolved} rows: with fewer "
+                f"than {SHORT_CONTEXT} rows the model learns little of how the series evolve in time and "
+                "imputations may be less accurate",
+                UserWarning,
+                stacklevel=3,
+            )
+        return resolved
+    if longest < window:
+        raise ValueError(
+            f"{name} has at most {longest} rows per series but window={window}; "
+            f"pass a window of at most {longest} rows, or window='auto'"
+        )
+    return int(window)
 
 
 def window_starts(n_rows: int, window: int, stride: int, offset: int = 0) -> np.ndarray:

@@ -10,7 +10,7 @@ from dataclasses import asdict
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
@@ -29,18 +29,18 @@ from .diffusion.targets import TARGET_STRATEGIES, conditional_mask
 from .frames import (
     Scaler,
     Series,
-    as_frame,
-    check_frame,
     extract_windows,
+    resolve_window,
     split_series,
     stitch_owner,
     window_starts,
 )
-from .inference import impute_windows
+from .inference import SamplingInfo, impute_windows
 from .models import CSDIConfig, CSDIDenoiser
 from .precision import PRECISIONS
 from .step_learning import MASK_OBJECTIVES, StepLearner, StepLearningConfig
 from .training import TrainConfig, WindowSet, train_denoiser
+from .validation import validated_frame
 
 STEP_SELECTIONS = ("all", "uniform", "quadratic", "learned")
 
@@ -89,7 +89,7 @@ def _seeded_torch(seed: int, device: torch.device):
         yield
 
 
-class Imputer(TransformerMixin, BaseEstimator):
+class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Fill gaps in multivariate time series with a CSDI-style conditional diffusion model.
 
     The model is trained on the observed entries of ``X`` (some observed entries are hidden and learned
@@ -97,17 +97,25 @@ class Imputer(TransformerMixin, BaseEstimator):
     ones. ``transform`` returns the median of ``n_samples`` samples; ``sample`` and ``predict_quantiles``
     expose the whole predictive distribution. Observed cells always come back unchanged.
 
+    ``X`` is a pandas DataFrame (wide, or a panel with a ``(series id, time)`` MultiIndex; the result is a
+    DataFrame with the same index and columns) or any 2-D array-like of numbers (lists, numpy arrays; the
+    result is a numpy array). NaN marks a gap; sparse and complex input is refused.
+
     Parameters
     ----------
     n_steps : int, default=50
         Diffusion steps T of the training chain.
     schedule : {"quad", "linear", "cosine"}, default="quad"
         Noise schedule (``quad`` is CSDI's).
-    window : int, default=48
+    window : int or "auto", default="auto"
         Window length L in rows. Training cuts every series into windows of this length (every
         ``window // 4`` rows, at a random offset each epoch). At imputation, series are cut into windows
         every ``window // 2`` rows and each row is taken from the window whose centre is nearest to it;
-        series shorter than the window are padded with unobserved rows.
+        series shorter than the window are padded with unobserved rows. ``"auto"``: 48 rows, or the
+        length of the longest series in ``fit`` when it is shorter (every series then fits in one window,
+        so no row loses context); it warns when that is under 16 rows, where the model sees little of how
+        the series evolve and accuracy may suffer. An integer window longer than every series is an error.
+        The window used is ``window_``.
     epochs : int, default=100
         Maximum training epochs (early stopping may end sooner).
     batch_size : int, default=16
@@ -167,7 +175,12 @@ class Imputer(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     model_ : CSDIDenoiser
-    n_features_in_, feature_names_in_ : int, ndarray
+    n_features_in_ : int
+        Number of columns seen in ``fit``.
+    feature_names_in_ : ndarray of object
+        Column names seen in ``fit``; defined only when ``X`` was a DataFrame.
+    window_ : int
+        Window length in rows (``window``, or what ``"auto"`` chose).
     mean_, scale_ : ndarray (n_features,)
         Per-feature standardisation learned from the training data (NaN for columns entirely missing in fit).
     empty_features_ : ndarray of column names
@@ -189,7 +202,7 @@ class Imputer(TransformerMixin, BaseEstimator):
         *,
         n_steps: int = 50,
         schedule: str = "quad",
-        window: int = 48,
+        window: int | str = "auto",
         epochs: int = 100,
         batch_size: int = 16,
         lr: float = 1e-3,
@@ -254,7 +267,10 @@ class Imputer(TransformerMixin, BaseEstimator):
             positive_int(name)
         if self.inference_batch_size is not None:
             positive_int("inference_batch_size")
-        positive_int("window", 2)
+        w = self.window
+        if not ((isinstance(w, str) and w == "auto")
+                or (isinstance(w, numbers.Integral) and not isinstance(w, bool) and w >= 2)):
+            raise ValueError(f"window must be 'auto' or an integer >= 2, got {w!r}")
         choices = {
             "schedule": SCHEDULES,
             "target_strategy": TARGET_STRATEGIES,
@@ -291,24 +307,23 @@ class Imputer(TransformerMixin, BaseEstimator):
             raise ValueError(f"channels ({self.channels}) must be divisible by n_heads ({self.n_heads})")
         _resolve_device(self.device)
 
+    # ------------------------------------------------------------------ scikit-learn tags
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # NaN marks the gaps to fill
+        # PyTorch does not promise bit-identical CUDA results without deterministic algorithms, which tsimpute
+        # leaves off, so a seeded fit may differ between runs there; on CPU the same seed gives the same output
+        with contextlib.suppress(ValueError):  # an invalid device is reported by fit
+            tags.non_deterministic = _resolve_device(self.device).type == "cuda"
+        return tags
+
     # ------------------------------------------------------------------ frames
     def _validated_frame(self, X, reset: bool) -> tuple[pd.DataFrame, bool]:
         if not reset:
             check_is_fitted(self, "model_")
-        frame, was_numpy = as_frame(X)
-        check_frame(frame)
+        frame, was_numpy = validated_frame(self, X, reset=reset)
         if reset:
             return frame, was_numpy
-        fitted = list(self.feature_names_in_)
-        cols = list(frame.columns)
-        if cols != fitted:
-            missing = [c for c in fitted if c not in cols]
-            extra = [c for c in cols if c not in fitted]
-            if missing or extra:
-                raise ValueError(
-                    f"columns differ from those seen in fit: missing {missing}, extra {extra}"
-                )
-            frame = frame[fitted]
         return frame, was_numpy
 
     def _modelled(self) -> np.ndarray:
@@ -323,28 +338,21 @@ class Imputer(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None) -> Imputer:
-        """Fit the diffusion model on the observed entries of ``X`` (DataFrame, wide or panel)."""
+        """Fit the diffusion model on the observed entries of ``X`` (DataFrame, wide or panel, or 2-D array-like)."""
         self._check_params()
         frame, _ = self._validated_frame(X, reset=True)
-        longest = max(len(s.values) for s in split_series(frame))
-        if longest < self.window:
-            raise ValueError(
-                f"X has at most {longest} rows per series but window={self.window}; "
-                f"pass a window of at most {longest} rows"
-            )
+        self.window_ = resolve_window(self.window, max(len(s.values) for s in split_series(frame)))
         rs = check_random_state(self.random_state)
         fit_seed, self._sample_seed = (int(v) for v in rs.randint(0, 2**31 - 1, size=2))
         self._seeded = self.random_state is not None
         self.device_ = _resolve_device(self.device)
-        self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
-        self.n_features_in_ = frame.shape[1]
         self.mean_, self.scale_ = _fit_scaler(frame)
-        self.empty_features_ = self.feature_names_in_[np.isnan(self.mean_)]
+        self.empty_features_ = np.asarray(frame.columns, dtype=object)[np.isnan(self.mean_)]
         scaled = self._scaled_series(frame)
 
         gen_np = np.random.default_rng(fit_seed)
         train_series, valid_series = self._split_validation(scaled, gen_np, isinstance(frame.index, pd.MultiIndex))
-        valid = self._window_set(valid_series, stride=max(1, self.window // 2)) if valid_series else None
+        valid = self._window_set(valid_series, stride=max(1, self.window_ // 2)) if valid_series else None
 
         with _seeded_torch(fit_seed, self.device_):
             config = CSDIConfig(
@@ -408,7 +416,7 @@ class Imputer(TransformerMixin, BaseEstimator):
             raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
         frame, _ = self._validated_frame(X, reset=False)
         series = self._scaled_series(frame)
-        data = self._window_set(series, stride=max(1, self.window // 4))
+        data = self._window_set(series, stride=max(1, self.window_ // 4))
         seed = self._sample_seed if self._seeded else int(np.random.SeedSequence().generate_state(1)[0])
         generator = torch.Generator(device=self.device_).manual_seed(seed + 1)
         learner = self._step_learner(generator, data, total_epochs=epochs, budget_epochs=0.7 * epochs,
@@ -443,7 +451,7 @@ class Imputer(TransformerMixin, BaseEstimator):
         for s in series:
             n = len(s.values)
             n_valid = int(np.ceil(frac * n))
-            if n - n_valid >= self.window and n_valid >= self.window:
+            if n - n_valid >= self.window_ and n_valid >= self.window_:
                 train.append(Series(s.rows[: n - n_valid], s.values[: n - n_valid]))
                 valid.append(Series(s.rows[n - n_valid :], s.values[n - n_valid :]))
             else:
@@ -452,7 +460,7 @@ class Imputer(TransformerMixin, BaseEstimator):
 
     def _window_set(self, series: list[Series], stride: int, offset: int = 0) -> WindowSet:
         windows = np.concatenate(
-            [extract_windows(s.values, window_starts(len(s.values), self.window, stride, offset), self.window)
+            [extract_windows(s.values, window_starts(len(s.values), self.window_, stride, offset), self.window_)
              for s in series]
         )
         observed = ~np.isnan(windows)
@@ -484,8 +492,9 @@ class Imputer(TransformerMixin, BaseEstimator):
         """The reverse chain that sampling uses with the current settings."""
         return self._schedule.chain(self.inference_steps(), self.chain)
 
-    def _sample_scaled(self, frame: pd.DataFrame, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
-        """Samples ``(n, rows, K)`` in original units (observed cells not yet restored) and the observed mask."""
+    def _sample_scaled(self, frame: pd.DataFrame, n_samples: int) -> tuple[np.ndarray, np.ndarray, SamplingInfo]:
+        """Samples ``(n, rows, K)`` in original units (observed cells not yet restored), the observed mask and
+        what sampling cost. Writes no attribute (``transform`` leaves the estimator unchanged)."""
         check_is_fitted(self, "model_")
         if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
@@ -493,36 +502,42 @@ class Imputer(TransformerMixin, BaseEstimator):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         series = self._scaled_series(frame)
-        stride = max(1, self.window // 2)
-        starts = [window_starts(len(s.values), self.window, stride) for s in series]
+        stride = max(1, self.window_ // 2)
+        starts = [window_starts(len(s.values), self.window_, stride) for s in series]
         data = self._window_set(series, stride)
         seed = self._sample_seed if self._seeded else int(np.random.SeedSequence().generate_state(1)[0])
         generator = torch.Generator(device=self.device_).manual_seed(seed)
+        chain = self.inference_chain()
         result = impute_windows(
-            self.model_, data, self.inference_chain(), n_samples=n_samples, sampler=self.sampler, eta=self.eta,
+            self.model_, data, chain, n_samples=n_samples, sampler=self.sampler, eta=self.eta,
             generator=generator, batch_size=self.inference_batch_size, precision=self.precision,
             verbose=self.verbose,
         )
-        self.last_nfe_ = result.nfe
+        info = SamplingInfo(nfe=result.nfe, steps=len(chain), windows=len(data.values))
         samples = result.samples.numpy().transpose(0, 1, 3, 2)  # (n, N, L, K)
         cols = self._modelled()
         modelled = np.empty((n_samples, len(frame), len(cols)), dtype=np.float64)
         first = 0
         for s, st in zip(series, starts, strict=True):
-            owner, offset = stitch_owner(len(s.values), st, self.window)
+            owner, offset = stitch_owner(len(s.values), st, self.window_)
             modelled[:, s.rows, :] = samples[:, first + owner, offset, :]
             first += len(st)
         # columns entirely missing at fit are not modelled: their gaps stay NaN
         out = np.full((n_samples, len(frame), self.n_features_in_), np.nan)
         out[..., cols] = modelled * self.scale_[cols] + self.mean_[cols]
-        return out, ~np.isnan(frame.to_numpy(dtype=np.float64))
+        return out, ~np.isnan(frame.to_numpy(dtype=np.float64)), info
 
-    def sample(self, X, n_samples: int | None = None) -> np.ndarray:
-        """Draw imputations: an array ``(n_samples, n_rows, n_columns)``; observed cells equal ``X`` in every sample."""
+    def sample(self, X, n_samples: int | None = None, return_info: bool = False):
+        """Draw imputations: an array ``(n_samples, n_rows, n_columns)``; observed cells equal ``X`` in every sample.
+
+        With ``return_info=True`` returns ``(samples, info)``, where ``info`` is a
+        :class:`~tsimpute.inference.SamplingInfo` (network calls made, steps of the reverse chain, windows).
+        """
         frame, _ = self._validated_frame(X, reset=False)
-        samples, observed = self._sample_scaled(frame, self.n_samples if n_samples is None else n_samples)
+        samples, observed, info = self._sample_scaled(frame, self.n_samples if n_samples is None else n_samples)
         values = frame.to_numpy(dtype=np.float64)
-        return np.where(observed[None], values[None], samples)
+        samples = np.where(observed[None], values[None], samples)
+        return (samples, info) if return_info else samples
 
     def transform(self, X):
         """Fill the gaps of ``X`` with the median of ``n_samples`` samples; observed cells are returned unchanged.
@@ -530,7 +545,7 @@ class Imputer(TransformerMixin, BaseEstimator):
         Returns a DataFrame with the index and columns of ``X`` (a numpy array if ``X`` was one).
         """
         frame, was_numpy = self._validated_frame(X, reset=False)
-        samples, observed = self._sample_scaled(frame, self.n_samples)
+        samples, observed, _ = self._sample_scaled(frame, self.n_samples)
         median = np.median(samples, axis=0)
         return self._fill(X, frame, median, observed, was_numpy)
 
@@ -540,7 +555,7 @@ class Imputer(TransformerMixin, BaseEstimator):
         if q.ndim != 1 or q.size == 0 or np.any((q < 0) | (q > 1)):
             raise ValueError(f"quantiles must be a non-empty sequence of numbers in [0, 1], got {quantiles!r}")
         frame, _ = self._validated_frame(X, reset=False)
-        samples, observed = self._sample_scaled(frame, self.n_samples if n_samples is None else n_samples)
+        samples, observed, _ = self._sample_scaled(frame, self.n_samples if n_samples is None else n_samples)
         values = frame.to_numpy(dtype=np.float64)
         qs = np.quantile(samples, q, axis=0)
         qs = np.where(observed[None], values[None], qs)
@@ -549,9 +564,8 @@ class Imputer(TransformerMixin, BaseEstimator):
 
     @staticmethod
     def _fill(X, frame: pd.DataFrame, filled: np.ndarray, observed: np.ndarray, was_numpy: bool):
-        if was_numpy:
-            out = np.array(X, dtype=np.float64, copy=True)
-            return np.where(observed, out, filled)
+        if was_numpy:  # frame wraps the validated float64 array
+            return np.where(observed, frame.to_numpy(dtype=np.float64), filled)
         out = X.copy()
         for j, col in enumerate(frame.columns):
             gaps = ~observed[:, j]
@@ -560,11 +574,6 @@ class Imputer(TransformerMixin, BaseEstimator):
                 column[gaps] = filled[gaps, j]
                 out[col] = column
         return out
-
-    def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        """Output column names: the fitted input columns."""
-        check_is_fitted(self, "feature_names_in_")
-        return np.asarray(self.feature_names_in_, dtype=object)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> None:
@@ -583,7 +592,7 @@ class _EpochWindows(WindowSet):
 
     def __init__(self, imputer: Imputer, series: list[Series], rng: np.random.Generator):
         self._imputer, self._series, self._rng = imputer, series, rng
-        self._stride = max(1, imputer.window // 4)
+        self._stride = max(1, imputer.window_ // 4)
         ws = imputer._window_set(series, self._stride)
         super().__init__(ws.values, ws.observed)
 

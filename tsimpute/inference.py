@@ -64,6 +64,25 @@ class SamplingResult:
     calls_per_batch: int
 
 
+@dataclass(frozen=True)
+class SamplingInfo:
+    """What one imputation cost, as returned by ``Imputer.sample(..., return_info=True)``.
+
+    Attributes
+    ----------
+    nfe : int
+        Network calls made (function evaluations): ``steps`` per batch of window-samples.
+    steps : int
+        Steps of the reverse chain (network calls per window-sample).
+    windows : int
+        Windows the series were cut into.
+    """
+
+    nfe: int
+    steps: int
+    windows: int
+
+
 def inference_model(model: nn.Module, precision: str = "fp32") -> nn.Module:
     """The network that sampling calls: ``model`` itself for ``"fp32"``, an eval-mode bfloat16 copy for ``"bf16"``
     (``"auto"``: see :func:`resolve_precision`).

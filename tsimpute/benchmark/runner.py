@@ -162,10 +162,10 @@ class _Runner:
         kept = imp.inference_steps().tolist()
         self.log(f"[seed {self.seed}] sampling {method} with {len(kept)} steps")
         t0 = time.perf_counter()
-        samples = imp.sample(self.task.test_frame, self.profile.n_samples)
+        samples, info = imp.sample(self.task.test_frame, self.profile.n_samples, return_info=True)
         seconds = time.perf_counter() - t0
         self._row(
-            method, len(kept), self._score(self.task.windows(samples)), nfe=int(imp.last_nfe_),
+            method, len(kept), self._score(self.task.windows(samples)), nfe=info.nfe,
             train_seconds=train_seconds, learn_seconds=learn_seconds, impute_seconds=seconds,
             family="diffusion", sampler=sampler, step_selection=selection, chain=imp.chain,
             kept_steps=" ".join(str(s) for s in kept),
