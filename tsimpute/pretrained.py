@@ -185,6 +185,7 @@ def imputer_from_csdi(
     from .imputer import _resolve_device
 
     state, weights = read_csdi_state(path)
+    shapes = config_from_csdi_state(state)  # also checks that this is CSDI's conditional model
     if config is None:
         config = _config_beside(weights)
     settings = read_csdi_config(config)
@@ -203,10 +204,9 @@ def imputer_from_csdi(
             "n_steps": settings.n_steps, "schedule": settings.schedule, "window": 48}
     imp = cls(**{**arch, **params})
     imp._check_params()
-    k = int(state["embed_layer.weight"].shape[0]) if "embed_layer.weight" in state else None
     if feature_names is None:
-        if k != len(PHYSIONET_VARIABLES):
-            raise ValueError(f"the weights have K={k} features: pass feature_names (CSDI stores none)")
+        if shapes.n_features != len(PHYSIONET_VARIABLES):
+            raise ValueError(f"the weights have K={shapes.n_features} features: pass feature_names (CSDI stores none)")
         feature_names = PHYSIONET_VARIABLES
     feature_names = list(feature_names)
     if mean is None and scale is None:
@@ -224,7 +224,7 @@ def imputer_from_csdi(
         raise ValueError("scale must be positive")
     cfg = CSDIConfig(
         n_features=len(feature_names), n_steps=imp.n_steps, channels=imp.channels, n_layers=imp.n_layers,
-        n_heads=imp.n_heads, ff_dim=config_from_csdi_state(state).ff_dim, step_emb_dim=settings.step_emb_dim,
+        n_heads=imp.n_heads, ff_dim=shapes.ff_dim, step_emb_dim=settings.step_emb_dim,
         time_emb_dim=settings.time_emb_dim, feature_emb_dim=settings.feature_emb_dim,
     )
     model = load_csdi_denoiser(state, cfg)
