@@ -49,18 +49,21 @@ def run_part(part: str, args) -> None:
     """Run one part seed by seed, writing each seed's results as soon as it is done."""
     common = dict(profile="converged", model="csdi-physionet", data_dir=args.data_dir, source="full", log=_log,
                   n_test=args.n_test, n_samples=args.n_samples)
+    diffusion = ["diffusion-all", "diffusion-uniform", "diffusion-quadratic", "ddim-uniform", "learned-pretrained"]
     if part == "main":
-        runs = [("", dict(steps=args.steps, n_train=args.n_train, methods=[
-            "diffusion-all", "diffusion-uniform", "diffusion-quadratic", "ddim-uniform", "learned-pretrained",
-            "interpolate", "mean", "knn", "iterative"], mask_options={"chain": args.chain, "mask_objective": "loss"}))]
+        runs = [("", dict(steps=args.steps, n_train=args.n_train, methods=diffusion,
+                          mask_options={"chain": args.chain, "mask_objective": "loss"}))]
     else:
         runs = [("imputation", dict(steps=args.steps, n_train=args.n_train, methods=["learned-pretrained"],
                                     mask_options={"chain": args.chain, "mask_objective": "imputation"})),
-                ("finetune", dict(steps=args.finetune_steps, n_train=args.n_train_finetune,
+                ("finetune", dict(steps=args.finetune_steps or None, n_train=args.n_train_finetune,
                                   methods=["learned-finetune"],
                                   mask_options={"chain": args.chain, "mask_objective": "loss"}))]
-    for seed in (int(s) for s in args.seeds.split(",")):
+        runs = [r for r in runs if r[1]["steps"]]
+    for i, seed in enumerate(int(s) for s in args.seeds.split(",")):
         for label, kwargs in runs:
+            if part == "main" and i == 0:  # the classical baselines do not depend on the seed: once
+                kwargs = {**kwargs, "methods": diffusion + args.baselines.split(",")}
             res = run_benchmark("physionet", seeds=[seed], **kwargs, **common)
             if label == "imputation":
                 res.rows["method"] = "learned-imputation"
@@ -177,7 +180,8 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=320)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--chain", default="respaced")
-    ap.add_argument("--finetune-steps", default="3,2")
+    ap.add_argument("--finetune-steps", default="3,2", help="empty: no fine-tuned masks")
+    ap.add_argument("--baselines", default="interpolate,mean,knn,iterative")
     ap.add_argument("--n-train-finetune", type=int, default=64)
     ap.add_argument("--data-dir", default=None)
     args = ap.parse_args()
