@@ -191,7 +191,8 @@ class _Runner:
         samples = imp.sample(self.task.test_frame, self.profile.n_samples)
         seconds = time.perf_counter() - t0
         self._row(
-            method, len(kept), self._score(self.task.windows(samples)), nfe=int(imp.last_nfe_),
+            # NFE per sample: one network call per kept step (the imputer's last_nfe_ sums calls over batches)
+            method, len(kept), self._score(self.task.windows(samples)), nfe=len(kept),
             train_seconds=train_seconds, learn_seconds=learn_seconds, impute_seconds=seconds,
             family="diffusion", sampler=sampler, step_selection=selection, chain=imp.chain,
             kept_steps=" ".join(str(s) for s in kept),
