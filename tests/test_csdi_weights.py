@@ -171,7 +171,7 @@ def _stays(n=2):
 
 def test_from_csdi_imputes_physionet_stays():
     imp = Imputer.from_csdi(n_samples=3, step_selection="uniform", target_steps=3, random_state=0, verbose=False)
-    assert list(imp.feature_names_in_) == list(PHYSIONET_VARIABLES)
+    assert list(imp.feature_names_in_) == list(PHYSIONET_VARIABLES) and imp.chain == "respaced"
     np.testing.assert_array_equal(imp.mean_, csdi_physionet_scaler()[0])
     X = _stays()
     before = X.copy()

@@ -376,7 +376,8 @@ class Imputer(TransformerMixin, BaseEstimator):
         **params
             Other :class:`Imputer` parameters (``n_samples``, ``step_selection``, ``precision``,
             ``random_state``...). Architecture parameters must match the weights: a mismatch raises a
-            ValueError naming the first tensor that does not fit.
+            ValueError naming the first tensor that does not fit. ``chain`` defaults to ``"respaced"``
+            here: the network was trained on the whole chain, whose noise levels step subsets then keep.
 
         Returns
         -------

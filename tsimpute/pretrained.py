@@ -201,7 +201,9 @@ def imputer_from_csdi(
             "schedules run from 1e-4 to 0.5: pass allow_schedule_mismatch=True to sample them anyway"
         )
     arch = {"channels": settings.channels, "n_layers": settings.n_layers, "n_heads": settings.n_heads,
-            "n_steps": settings.n_steps, "schedule": settings.schedule, "window": 48}
+            "n_steps": settings.n_steps, "schedule": settings.schedule, "window": 48,
+            # a network trained on the whole chain: step subsets keep its noise levels by default
+            "chain": "respaced"}
     imp = cls(**{**arch, **params})
     imp._check_params()
     if feature_names is None:
