@@ -119,7 +119,7 @@ def test_point_estimate_crps_is_normalised_mae():
 
 # ----------------------------------------------------------------------------- profiles and steps
 def test_profiles():
-    assert set(B.PROFILES) == {"smoke", "quick", "paper"}
+    assert set(B.PROFILES) == {"smoke", "quick", "converged", "paper"}
     paper = B.get_profile("paper")
     assert (paper.epochs, paper.n_samples, paper.n_test) == (200, 100, None)
     assert (paper.channels, paper.n_layers, paper.n_heads) == (64, 4, 8)

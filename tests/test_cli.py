@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 import tsimpute
 from tsimpute import __version__
-from tsimpute.benchmark import METHODS, ROW_FIELDS
+from tsimpute.benchmark import DEFAULT_METHODS, ROW_FIELDS
 from tsimpute.cli import app
 from tsimpute.datasets import _locate
 from tsimpute.models import cpu_kernels
@@ -81,7 +81,7 @@ def _check_smoke_results(out: Path, source: str) -> None:
     payload = json.loads((out / "bench_physionet10_smoke.json").read_text())
     rows = payload["rows"]
     methods = {r["method"] for r in rows}
-    assert methods == set(METHODS)
+    assert methods == set(DEFAULT_METHODS)
     for row in rows:
         for key in REQUIRED:
             assert key in row, key
@@ -171,6 +171,32 @@ def test_bench_physionet_falls_back_to_sample_with_a_note(no_data, tmp_path):
     assert "embedded real sample" in res.output
     payload = json.loads((tmp_path / "o" / "bench_physionet10_smoke.json").read_text())
     assert payload["metadata"]["task"]["source"] == "sample" and payload["notes"]
+
+
+def test_bench_published_csdi_model_without_data_dir(no_data, tmp_path):
+    """The converged network ships with the package: a fresh install benchmarks it on the embedded sample."""
+    args = ["bench", "physionet", "--model", "csdi-physionet", "--profile", "converged", "--steps", "3",
+            "--n-test", "2", "--n-samples", "2", "--n-train", "16",
+            "--methods", "diffusion-uniform,learned-pretrained,interpolate", "--out", str(tmp_path / "o"), "-q"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    payload = json.loads((tmp_path / "o" / "bench_physionet10_converged.json").read_text())
+    rows = {r["method"]: r for r in payload["rows"]}
+    assert set(rows) == {"diffusion-uniform", "learned-pretrained", "interpolate"}
+    for name in ("diffusion-uniform", "learned-pretrained"):
+        assert rows[name]["nfe"] == 3 and rows[name]["train_seconds"] == 0.0 and math.isfinite(rows[name]["crps"])
+    assert rows["learned-pretrained"]["learn_seconds"] > 0
+    meta = payload["metadata"]
+    assert meta["model"] == "csdi-physionet" and "--model csdi-physionet" in meta["command"]
+    assert "CSDI's statistics" in meta["task"]["statistics"]
+    assert any("published CSDI model" in n for n in payload["notes"])  # sample stays are not CSDI's test fold
+
+
+def test_bench_model_errors():
+    out = _fail(runner.invoke(app, ["bench", "physionet", "--model", "csdi-pm25"]), code=2)
+    assert "unknown model 'csdi-pm25'" in out and "csdi-physionet" in out
+    out = _fail(runner.invoke(app, ["bench", "synthetic", "--model", "csdi-physionet", "--methods", "mean"]))
+    assert "not a published network for 'synthetic'" in out
 
 
 def test_bench_corrupt_archive_checksum(no_data):

@@ -85,7 +85,10 @@ def _opt(kind, help: str):
 def bench(
     dataset: Annotated[str, typer.Argument(help="physionet, pm25 or synthetic.")],
     steps: _opt(str | None, "Step counts, e.g. 50,25,10,5 (default: the profile's).") = None,
-    profile: _opt(str, "smoke (CI, < 2 min), quick (< 20 min on 2 CPU cores) or paper (GPU).") = "smoke",
+    profile: _opt(str, "smoke (CI, < 2 min), quick (< 20 min on 2 CPU cores), converged (for --model) or "
+                       "paper (GPU).") = "smoke",
+    model: _opt(str | None, "Evaluate a published network instead of training one: csdi-physionet (CSDI's "
+                            "PhysioNet weights, shipped with tsimpute).") = None,
     seed: _opt(list[str] | None, "Model seed; repeat it or give a comma list (mean ± std).") = None,
     methods: _opt(str | None, "Comma list restricting the methods (default: all).") = None,
     missing_ratio: _opt(float, "PhysioNet: share of observed values held out.") = 0.1,
@@ -121,8 +124,10 @@ def bench(
         raise _usage_error(f"--threads must be at least 1, got {threads}")
     mask_options = {k: v for k, v in (("chain", chain), ("mask_objective", mask_objective),
                                        ("mask_weight", mask_weight)) if v is not None}
+    if model is not None and model not in benchmark.PRETRAINED_MODELS:
+        raise _usage_error(f"unknown model {model!r}; choose one of {', '.join(benchmark.PRETRAINED_MODELS)}")
     command = _bench_command(dataset, steps, profile, seeds, methods, missing_ratio, source, data_dir, device,
-                             out, epochs, n_samples, n_train, n_test, mask_options, threads)
+                             out, epochs, n_samples, n_train, n_test, mask_options, threads, model)
     log = (lambda msg: None) if quiet else _err
     with _user_errors(), _torch_threads(threads), warnings.catch_warnings():
         if quiet:
@@ -131,7 +136,7 @@ def bench(
             dataset, profile=profile, steps=steps, seeds=seeds, methods=method_list,
             missing_ratio=missing_ratio, data_dir=data_dir, source=source, device=device, verbose=not quiet,
             log=log, mask_options=mask_options, epochs=epochs, n_samples=n_samples, n_train=n_train,
-            n_test=n_test,
+            n_test=n_test, model=model,
         )
         paths = benchmark.write_results(result, out, command=command, plot=plot)
     typer.echo(benchmark.format_table(result.rows))
@@ -146,9 +151,11 @@ def bench(
 
 
 def _bench_command(dataset, steps, profile, seeds, methods, missing_ratio, source, data_dir, device, out,
-                   epochs, n_samples, n_train, n_test, mask_options, threads) -> str:
+                   epochs, n_samples, n_train, n_test, mask_options, threads, model=None) -> str:
     """The command line that reproduces a run (recorded in the JSON)."""
     parts = ["tsimpute bench", dataset, f"--profile {profile}", f"--seed {','.join(map(str, seeds))}"]
+    if model is not None:
+        parts.append(f"--model {model}")
     if dataset != "pm25":
         parts.append(f"--missing-ratio {missing_ratio:g}")
     opts = {"--steps": steps, "--methods": methods, "--data-dir": data_dir, "--epochs": epochs,

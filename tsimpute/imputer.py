@@ -342,9 +342,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self._check_params()
         frame, _ = self._validated_frame(X, reset=True)
         self.window_ = resolve_window(self.window, max(len(s.values) for s in split_series(frame)))
-        rs = check_random_state(self.random_state)
-        fit_seed, self._sample_seed = (int(v) for v in rs.randint(0, 2**31 - 1, size=2))
-        self._seeded = self.random_state is not None
+        fit_seed = self._init_seeds()
         self.device_ = _resolve_device(self.device)
         self.mean_, self.scale_ = _fit_scaler(frame)
         self.empty_features_ = np.asarray(frame.columns, dtype=object)[np.isnan(self.mean_)]
@@ -381,6 +379,56 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 self._store_mask(learner)
         self.steps_ = self.inference_steps().numpy()
         return self
+
+    def _init_seeds(self) -> int:
+        """Draw the fit and sampling seeds from ``random_state``; returns the fit seed."""
+        rs = check_random_state(self.random_state)
+        fit_seed, self._sample_seed = (int(v) for v in rs.randint(0, 2**31 - 1, size=2))
+        self._seeded = self.random_state is not None
+        return fit_seed
+
+    @classmethod
+    def from_csdi(cls, path=None, *, config=None, feature_names=None, mean=None, scale=None,
+                  allow_schedule_mismatch: bool = False, **params) -> Imputer:
+        """A fitted imputer around a network trained by CSDI's own code (exact weights, no training).
+
+        Parameters
+        ----------
+        path : str, path-like or None, default=None
+            CSDI's ``model.pth`` (or a folder holding it). None: the CSDI authors' PhysioNet 2012 network
+            shipped with tsimpute (MIT, see ``tsimpute/data/csdi_physionet/``; sha256-checked), whose
+            features are CSDI's 35 PhysioNet variables (:data:`tsimpute.datasets.PHYSIONET_VARIABLES`, in
+            CSDI's order) and whose scaler is CSDI's (mean/std of all observed set-a values).
+        config : dict, str, path-like or None
+            CSDI configuration (``config.json`` or ``base.yaml`` style). None: a ``config.json`` or
+            ``base.yaml`` beside the weights, else CSDI's defaults.
+        feature_names : sequence, optional
+            Column names, in the order the network was trained on (required unless K is PhysioNet's 35).
+        mean, scale : array-like (K,), optional
+            The per-feature normalisation the network was trained with (default: CSDI's PhysioNet scaler).
+        allow_schedule_mismatch : bool, default=False
+            ``n_steps`` / ``schedule`` in ``params`` that differ from the configuration raise a ValueError
+            unless this is True (the network then samples under a schedule it was not trained for).
+        **params
+            Other :class:`Imputer` parameters (``n_samples``, ``step_selection``, ``precision``,
+            ``random_state``...). Architecture parameters must match the weights: a mismatch raises a
+            ValueError naming the first tensor that does not fit. ``chain`` defaults to ``"respaced"``
+            here: the network was trained on the whole chain, whose noise levels step subsets then keep.
+
+        Returns
+        -------
+        Imputer
+            Fitted: ``transform``, ``sample``, ``learn_steps`` and ``save`` work; ``history_`` is absent.
+
+        Examples
+        --------
+        >>> imp = Imputer.from_csdi(n_samples=20, random_state=0)  # doctest: +SKIP
+        >>> filled = imp.transform(stays)  # 48-hour stays, columns = CSDI's 35 variables  # doctest: +SKIP
+        """
+        from .pretrained import imputer_from_csdi
+
+        return imputer_from_csdi(cls, path, config=config, feature_names=feature_names, mean=mean, scale=scale,
+                                 allow_schedule_mismatch=allow_schedule_mismatch, **params)
 
     def _step_learner(self, generator, reward_data, *, total_epochs, budget_epochs, warmup_epochs, k=None):
         cfg = StepLearningConfig(

@@ -10,14 +10,25 @@
 from .baselines import BASELINES, Baseline
 from .profiles import PROFILES, BenchProfile, get_profile
 from .report import format_table, git_revision, machine_info, summarize, write_results
-from .runner import DIFFUSION_METHODS, METHODS, ROW_FIELDS, BenchResult, parse_steps, run_benchmark
+from .runner import (
+    DEFAULT_METHODS,
+    DIFFUSION_METHODS,
+    METHODS,
+    PRETRAINED_MODELS,
+    ROW_FIELDS,
+    BenchResult,
+    parse_steps,
+    run_benchmark,
+)
 from .tasks import BENCH_DATASETS, BenchTask, build_task
 
 __all__ = [
     "BASELINES",
     "BENCH_DATASETS",
+    "DEFAULT_METHODS",
     "DIFFUSION_METHODS",
     "METHODS",
+    "PRETRAINED_MODELS",
     "PROFILES",
     "ROW_FIELDS",
     "BenchProfile",

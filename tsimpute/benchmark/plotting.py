@@ -18,6 +18,7 @@ _STYLE = {
     "diffusion-quadratic": dict(marker="s", color="tab:orange"),
     "ddim-uniform": dict(marker="^", color="tab:green"),
     "learned-pretrained": dict(marker="D", color="tab:red"),
+    "learned-finetune": dict(marker="v", color="tab:brown"),
     "learned-joint": dict(marker="P", markersize=9, color="tab:purple"),
 }
 

@@ -2,8 +2,9 @@
 
 ``smoke`` checks the pipeline end to end in well under two minutes on 2 CPU cores (CI); ``quick`` gives
 meaningful but budget-limited figures in under 20 minutes on 2 CPU cores (data subsets, a smaller network,
-few samples); ``paper`` is CSDI's protocol (CSDI's architecture, 200 epochs, 100 samples, the whole test
-fold), meant for a GPU. Every setting is written into the result files.
+few samples); ``converged`` sizes a CPU run of a published network (``--model``: no training; 32 test
+stays, 10 samples, steps 50/10/5/3/2); ``paper`` is CSDI's protocol (CSDI's architecture, 200 epochs,
+100 samples, the whole test fold), meant for a GPU. Every setting is written into the result files.
 
 "Training series" are PhysioNet stays, PM2.5 chunks of six days (whole months when ``n_train`` is None,
 as in the quick and paper profiles) and synthetic chunks of four windows; "test windows" are PhysioNet test
@@ -100,6 +101,13 @@ PROFILES: dict[str, BenchProfile] = {
         name="quick", epochs=20, channels=32, n_layers=1, n_heads=4, n_samples=10, steps=(50, 25, 10, 5),
         n_train=320, n_test=20, learn_epochs=1, joint_steps=(10,), iterative_max_iter=10,
         baseline_max_rows=5000, ddim_full=False, overrides={"pm25": {"n_train": None}},
+    ),
+    # for a published network (run_benchmark(model=...)): nothing is trained, so the budget goes to sampling;
+    # the step mask is learned over n_train training stays (a fraction of one epoch)
+    "converged": BenchProfile(
+        name="converged", epochs=1, channels=64, n_layers=4, n_heads=8, n_samples=10, steps=(50, 10, 5, 3, 2),
+        n_train=320, n_test=32, learn_epochs=1, joint_steps=(), iterative_max_iter=10, baseline_max_rows=20000,
+        ddim_full=False, inference_batch_size=16,
     ),
     "paper": BenchProfile(
         name="paper", epochs=200, channels=64, n_layers=4, n_heads=8, n_samples=100, steps=(50, 25, 10, 5),

@@ -2,8 +2,12 @@
 
 For each seed: the classical baselines are fitted and scored; one diffusion :class:`~tsimpute.Imputer` is
 fitted and sampled with every step count and step selection (``set_params`` only, no refit); the
-from-pretrained step mask is learned on a copy of it per step count; ``learned-joint`` fits one more model
-per step count it is run for. Every result is one row: see :data:`ROW_FIELDS`.
+from-pretrained step mask is learned on a copy of it per step count (``learned-finetune``: the same with the
+network fine-tuned along); ``learned-joint`` fits one more model per step count it is run for. Every result
+is one row: see :data:`ROW_FIELDS`.
+
+With ``model="csdi-physionet"`` nothing is trained: the diffusion model is the CSDI authors' published
+PhysioNet network (:meth:`~tsimpute.Imputer.from_csdi`), and the task is normalised with CSDI's statistics.
 """
 
 from __future__ import annotations
@@ -22,15 +26,20 @@ from .baselines import BASELINES, Baseline
 from .profiles import BenchProfile, get_profile
 from .tasks import BenchTask, build_task
 
-__all__ = ["DIFFUSION_METHODS", "METHODS", "ROW_FIELDS", "BenchResult", "parse_steps", "run_benchmark"]
+__all__ = ["DEFAULT_METHODS", "DIFFUSION_METHODS", "METHODS", "PRETRAINED_MODELS", "ROW_FIELDS", "BenchResult",
+           "parse_steps", "run_benchmark"]
 
 #: Diffusion methods, all sampled from the same trained model except ``learned-joint``.
 DIFFUSION_METHODS: tuple[str, ...] = (
     "diffusion-all", "diffusion-uniform", "diffusion-quadratic", "ddim-uniform", "learned-pretrained",
-    "learned-joint",
+    "learned-finetune", "learned-joint",
 )
 #: Every method, in table order.
 METHODS: tuple[str, ...] = DIFFUSION_METHODS + BASELINES
+#: Methods run when none are named (``learned-finetune`` only on request).
+DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m != "learned-finetune")
+#: Published networks ``run_benchmark(model=...)`` evaluates instead of training one (dataset they belong to).
+PRETRAINED_MODELS: dict[str, str] = {"csdi-physionet": "physionet"}
 
 #: Columns of a result row, in order.
 ROW_FIELDS: tuple[str, ...] = (
@@ -47,6 +56,7 @@ _SELECTION = {
     "diffusion-quadratic": ("quadratic", "ddpm"),
     "ddim-uniform": ("uniform", "ddim"),
     "learned-pretrained": ("learned", "ddpm"),
+    "learned-finetune": ("learned", "ddpm"),
     "learned-joint": ("learned", "ddpm"),
 }
 N_STEPS = 50
@@ -83,7 +93,7 @@ def parse_steps(steps: str | Sequence[int] | None, n_steps: int = N_STEPS) -> tu
 
 def _check_methods(methods: Sequence[str] | None) -> tuple[str, ...]:
     if methods is None:
-        return METHODS
+        return DEFAULT_METHODS
     methods = tuple(methods)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -93,8 +103,9 @@ def _check_methods(methods: Sequence[str] | None) -> tuple[str, ...]:
 
 class _Runner:
     def __init__(self, task: BenchTask, profile: BenchProfile, *, steps, seed, device, verbose, log,
-                 mask_options):
+                 mask_options, model=None):
         self.task, self.profile, self.steps, self.seed = task, profile, steps, seed
+        self.model = model
         self.device, self.verbose, self.log = device, verbose, log
         self.mask_options = mask_options
         self.rows: list[dict] = []
@@ -139,6 +150,18 @@ class _Runner:
         from ..imputer import Imputer
 
         p, t = self.profile, self.task
+        if self.model is not None:
+            imp = Imputer.from_csdi(
+                n_samples=p.n_samples, batch_size=p.batch_size, lr=p.lr, target_strategy=t.target_strategy,
+                inference_batch_size=p.inference_batch_size, device=self.device, random_state=self.seed,
+                verbose=self.verbose, **self.mask_options, **params,
+            )
+            # the task is already normalised with the network's own statistics (CSDI's): identity scaler
+            same = t.norm_mean is not None and np.allclose(imp.mean_, t.norm_mean)
+            if not (same and np.allclose(imp.scale_, t.norm_std)):
+                raise ValueError("the benchmark task is not normalised with the published model's statistics")
+            imp.mean_, imp.scale_ = np.zeros_like(imp.mean_), np.ones_like(imp.scale_)
+            return imp
         return Imputer(
             n_steps=N_STEPS, window=t.window, epochs=p.epochs, batch_size=p.batch_size, lr=p.lr,
             channels=p.channels, n_layers=p.n_layers, n_heads=p.n_heads, target_strategy=t.target_strategy,
@@ -148,6 +171,9 @@ class _Runner:
         )
 
     def fit(self, imp, label: str) -> float:
+        if self.model is not None:
+            self.log(f"[seed {self.seed}] using the published {self.model} network (no training)")
+            return 0.0
         self.log(f"[seed {self.seed}] training {label} ({self.profile.epochs} epochs, "
                  f"{self.task.info.get('n_train_series')} training series)")
         t0 = time.perf_counter()
@@ -162,10 +188,11 @@ class _Runner:
         kept = imp.inference_steps().tolist()
         self.log(f"[seed {self.seed}] sampling {method} with {len(kept)} steps")
         t0 = time.perf_counter()
-        samples, info = imp.sample(self.task.test_frame, self.profile.n_samples, return_info=True)
+        samples = imp.sample(self.task.test_frame, self.profile.n_samples)
         seconds = time.perf_counter() - t0
         self._row(
-            method, len(kept), self._score(self.task.windows(samples)), nfe=info.nfe,
+            # NFE per sample: one network call per kept step (SamplingInfo.nfe counts the calls of all batches)
+            method, len(kept), self._score(self.task.windows(samples)), nfe=len(kept),
             train_seconds=train_seconds, learn_seconds=learn_seconds, impute_seconds=seconds,
             family="diffusion", sampler=sampler, step_selection=selection, chain=imp.chain,
             kept_steps=" ".join(str(s) for s in kept),
@@ -192,16 +219,28 @@ class _Runner:
                     full_ddim = method == "ddim-uniform" and self.profile.ddim_full
                     if method in shared and (k < N_STEPS or full_ddim):
                         self.sample(imp, method, k, train_s)
-                if "learned-pretrained" in shared and k < N_STEPS:
+                for method in ("learned-pretrained", "learned-finetune"):
+                    if method not in shared or k >= N_STEPS:
+                        continue
+                    finetune = method == "learned-finetune"
                     learner = copy.deepcopy(imp)
-                    self.log(f"[seed {self.seed}] learning a {k}-step mask on the trained model")
+                    self.log(f"[seed {self.seed}] learning a {k}-step mask on the trained model"
+                             + (" (fine-tuning it along)" if finetune else ""))
+                    precision = learner.precision
+                    if self.device == "cpu":
+                        # bf16 autocast keeps the network off the fused CPU kernels and runs its small
+                        # attention products in bf16 on the ATen path: learning is several times faster in fp32
+                        learner.set_params(precision="fp32")
                     t0 = time.perf_counter()
                     learner.learn_steps(self.task.train_frame, target_steps=k,
-                                        epochs=self.profile.learn_epochs, finetune=False)
+                                        epochs=self.profile.learn_epochs, finetune=finetune)
                     learn_s = time.perf_counter() - t0
-                    self.record_mask(learner, "learned-pretrained", k)
-                    self.sample(learner, "learned-pretrained", k, train_s, learn_s)
-        if "learned-joint" in methods:
+                    learner.set_params(precision=precision)
+                    self.record_mask(learner, method, k)
+                    self.sample(learner, method, k, train_s, learn_s)
+        if "learned-joint" in methods and self.model is not None:
+            self.notes.append(f"learned-joint trains a model: not run on the published {self.model} network")
+        elif "learned-joint" in methods:
             joint = self.profile.joint_steps
             ks = [k for k in below if joint is None or k in joint]
             if not ks and below:
@@ -232,6 +271,7 @@ def run_benchmark(
     verbose: bool = False,
     log: Callable[[str], None] | None = None,
     mask_options: dict | None = None,
+    model: str | None = None,
     **profile_changes,
 ) -> BenchResult:
     """Run the benchmark of one dataset.
@@ -264,6 +304,11 @@ def run_benchmark(
     mask_options : dict, optional
         Step-mask settings passed to the Imputer (``chain``, ``mask_objective``, ``mask_weight``,
         ``n_masks``, ``mask_lr``).
+    model : {"csdi-physionet"} or None, default=None
+        Evaluate a published network (:data:`PRETRAINED_MODELS`) instead of training one: ``csdi-physionet``
+        is the CSDI authors' PhysioNet model (:meth:`tsimpute.Imputer.from_csdi`), on the task normalised
+        with CSDI's statistics; the profile's training settings are then unused, and ``learned-pretrained``
+        learns its mask over the profile's ``n_train`` training stays (a fraction of an epoch).
     **profile_changes
         Profile settings to override (e.g. ``epochs=5``, ``n_samples=20``).
 
@@ -272,6 +317,9 @@ def run_benchmark(
     BenchResult
     """
     methods = _check_methods(methods)
+    if model is not None and PRETRAINED_MODELS.get(model) != dataset:
+        known = ", ".join(f"{m} ({d})" for m, d in PRETRAINED_MODELS.items())
+        raise ValueError(f"model {model!r} is not a published network for {dataset!r}; known: {known}")
     prof = get_profile(profile).for_dataset(dataset)
     if profile_changes:
         prof = prof.replace(**{k: v for k, v in profile_changes.items() if v is not None})
@@ -282,14 +330,15 @@ def run_benchmark(
     log = log or (lambda msg: None)
     mask_options = dict(mask_options or {})
     started = time.perf_counter()
-    task = build_task(dataset, prof, data_dir=data_dir, missing_ratio=missing_ratio, source=source)
+    task = build_task(dataset, prof, data_dir=data_dir, missing_ratio=missing_ratio, source=source,
+                      statistics="csdi" if model is not None else "train")
     notes = list(task.notes)
     for note in notes:
         log(f"note: {note}")
     rows, masks = [], []
     for seed in seeds:
         run = _Runner(task, prof, steps=step_counts, seed=seed, device=device, verbose=verbose, log=log,
-                      mask_options=mask_options)
+                      mask_options=mask_options, model=model)
         for name in methods:
             if name in BASELINES:
                 run.classical(name)
@@ -308,6 +357,7 @@ def run_benchmark(
         "methods": list(methods),
         "device": device,
         "mask_options": mask_options,
+        "model": model,
         "task": task.info,
         "units": task.units,
         "window": task.window,
