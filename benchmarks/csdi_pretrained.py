@@ -114,8 +114,8 @@ def report() -> None:
         "The CSDI authors' trained PhysioNet 2012 network (shipped with tsimpute, `Imputer.from_csdi()`), "
         "evaluated on fold 0's test stays of set-a (the stays it was not trained on), 10% of the observed "
         "values held out (CSDI's targets, seed 1), CSDI's normalisation. MAE and CRPS (CSDI's quantile CRPS) "
-        "in z-score units as CSDI reports them. No GPU: a shared, loaded 2-core CPU (AMD EPYC, torch CPU), "
-        "so the sizes are small and wall times are noisy (other jobs ran on the same cores).", "",
+        "in z-score units as CSDI reports them. No GPU: a shared, loaded 2-core CPU (see Machine below; torch "
+        "CPU), so the sizes are small and wall times are noisy (other jobs ran on the same cores).", "",
         "## Runs", "",
     ]
     for m in metas:
