@@ -49,6 +49,9 @@ VARIANTS: dict[str, tuple[dict, dict, bool]] = {
     "lr3e-3-1200": ({**RECIPE, "lr": 3e-3, "max_steps": 1200}, {}, True),
     "lr3e-3-2000": ({**RECIPE, "lr": 3e-3, "max_steps": 2000}, {}, True),
     "lr3e-3-3000": ({**RECIPE, "lr": 3e-3, "max_steps": 3000}, {}, True),
+    "window48-lr3e-3-2000": ({**RECIPE, "window": 48, "lr": 3e-3, "max_steps": 2000}, {}, True),
+    "window48-lr3e-3-3000": ({**RECIPE, "window": 48, "lr": 3e-3, "max_steps": 3000}, {}, True),
+    "window48-lr3e-3-4000": ({**RECIPE, "window": 48, "lr": 3e-3, "max_steps": 4000}, {}, True),
     "steps3000": ({**RECIPE, "max_steps": 3000}, {}, True),
     "steps300": ({**RECIPE, "max_steps": 300}, {}, True),
     "steps1200": ({**RECIPE, "max_steps": 1200}, {}, True),
@@ -76,7 +79,7 @@ def gap_mae(filled, complete, gaps) -> float:
     return float(np.abs(filled.to_numpy() - complete.to_numpy())[gaps].mean())
 
 
-def run(name: str, n_samples: int, seed: int) -> dict:
+def run(name: str, n_samples: int, seed: int, extra_samples: tuple[int, ...] = ()) -> dict:
     X, complete = correlated_sinusoids(n_rows=600, n_features=4, missing_rate=0.2, seed=0)
     gaps = X.isna().to_numpy()
     params, recipe, by_score = VARIANTS[name]
@@ -94,6 +97,10 @@ def run(name: str, n_samples: int, seed: int) -> dict:
             maes[key], errors[key] = None, str(exc)
         if sel == "all":
             sample_s = time.perf_counter() - t0
+    for n in extra_samples:  # the same weights, full chain, more samples per gap
+        imp.set_params(step_selection="all", n_samples=n)
+        maes[f"mae_50_steps_{n}_samples"] = gap_mae(imp.transform(X), complete, gaps)
+    imp.set_params(n_samples=n_samples)
     h = imp.history_
     return {
         "variant": name, "params": {k: v for k, v in params.items()}, "recipe": recipe, "select_by_score": by_score,
@@ -134,6 +141,7 @@ def main() -> None:
     ap.add_argument("--n-samples", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--extra-samples", default="", help="also score the full chain with these sample counts")
     ap.add_argument("--out", default="benchmarks/results/training_recipe.json")
     args = ap.parse_args()
     if args.threads:
@@ -154,13 +162,15 @@ def main() -> None:
         f"{torch.get_num_threads()} torch threads, torch {torch.__version__}",
         "baselines": baselines, "rows": []}
     for name in args.variants.split(","):
-        row = run(name, args.n_samples, args.seed)
+        extra = tuple(int(v) for v in args.extra_samples.split(",") if v)
+        row = run(name, args.n_samples, args.seed, extra)
         result["rows"].append(row)
         out.write_text(json.dumps(result, indent=1))
         out.with_suffix(".table.md").write_text(markdown(result))
         print(f"{name:18s} mae50={row['mae_50_steps']} mae10={row['mae_10_steps']} "
               f"fit={row['fit_seconds']:.0f}s sample={row['sample_seconds_50_steps']:.0f}s steps={row['steps']} "
-              f"best={row['best_step']} load={row['load1_after']}  (interp {baselines['interpolate']:.4f})",
+              f"best={row['best_step']} load={row['load1_after']}  (interp {baselines['interpolate']:.4f}) "
+              + " ".join(f"{k}={v:.4f}" for k, v in row.items() if k.startswith("mae_50_steps_")),
               flush=True)
 
 
