@@ -62,6 +62,9 @@ def save_imputer(imputer, path, model_config: dict) -> None:
         "step_scores": None if scores is None else torch.as_tensor(np.asarray(scores)),
         "extra": getattr(imputer, "_checkpoint_extra", lambda: {})(),
     }
+    if hasattr(imputer, "data_min_"):  # the range that sampling clips to (files without it sample unclipped)
+        payload["data_min"] = torch.from_numpy(np.asarray(imputer.data_min_, dtype=np.float64))
+        payload["data_max"] = torch.from_numpy(np.asarray(imputer.data_max_, dtype=np.float64))
     torch.save(payload, Path(path))
 
 
@@ -107,6 +110,8 @@ def load_imputer(cls, path, device: str | None = None):
     imp.scale_ = payload["scale"].numpy()
     columns = getattr(imp, "feature_names_in_", np.arange(imp.n_features_in_))
     imp.empty_features_ = np.asarray(columns, dtype=object)[np.isnan(imp.mean_)]
+    if payload.get("data_min") is not None:
+        imp.data_min_, imp.data_max_ = payload["data_min"].numpy(), payload["data_max"].numpy()
     model = CSDIDenoiser(CSDIConfig(**payload["model_config"]))
     model.load_state_dict(payload["model_state"])
     imp.model_ = model.to(imp.device_).eval()

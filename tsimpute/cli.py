@@ -211,7 +211,7 @@ def _params(epochs, window, n_samples, steps, step_selection, precision, device,
     return params
 
 
-_Epochs = Annotated[int | None, typer.Option(help="Training epochs (default 100).")]
+_Epochs = Annotated[int | None, typer.Option(help="Training epochs (default: none; length in steps).")]
 _Window = Annotated[int | None, typer.Option(help="Window rows (default: 48, or the longest series if shorter).")]
 _NSamples = Annotated[int | None, typer.Option(help="Samples per gap; the median is written (default 50).")]
 _Steps = Annotated[int | None, typer.Option(help="Steps kept by uniform / quadratic / learned selection.")]

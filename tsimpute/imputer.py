@@ -15,6 +15,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from . import checkpoint
+from .diffusion.conditioning import CONDITIONINGS
 from .diffusion.samplers import SAMPLERS
 from .diffusion.schedules import (
     CHAIN_SEMANTICS,
@@ -35,6 +36,7 @@ from .frames import (
     stitch_owner,
     window_starts,
 )
+from .holdout import HoldoutScore
 from .inference import SamplingInfo, impute_windows
 from .models import CSDIConfig, CSDIDenoiser
 from .precision import PRECISIONS
@@ -116,12 +118,27 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         so no row loses context); it warns when that is under 16 rows, where the model sees little of how
         the series evolve and accuracy may suffer. An integer window longer than every series is an error.
         The window used is ``window_``.
-    epochs : int, default=100
-        Maximum training epochs (early stopping may end sooner).
+    epochs : int or None, default=None
+        Maximum passes over the training windows; ``None``: the length is set by ``max_steps`` and
+        ``max_time`` alone. Training ends at the first limit reached (or by early stopping).
+    max_steps : int or None, default=2000
+        Maximum optimizer steps. Counting steps rather than epochs gives a small table as much training as a
+        large one (a diffusion model needs thousands of steps, whatever the number of windows).
+    max_time : float or None, default=None
+        Wall-clock budget of training in seconds (the learning-rate schedule then follows the larger of
+        the step and time fractions used). Results then depend on the machine's speed: leave it ``None``
+        for reproducible fits.
     batch_size : int, default=16
         Training windows per step.
     lr : float, default=1e-3
-        Adam learning rate (divided by 10 at 75% and 90% of ``epochs``).
+        Adam learning rate, after a linear warm-up over the first 5% of training, with cosine decay to zero.
+    ema_decay : float or None, default=0.995
+        Decay of the exponential moving average of the weights that is evaluated and kept for sampling;
+        ``None`` keeps the raw weights.
+    conditioning : {"observed", "interpolated"}, default="interpolated"
+        What the network sees of the given values: ``observed`` is CSDI's ``M * x`` (0 where a value is
+        not given; the layout of published CSDI weights), ``interpolated`` their linear interpolation along
+        time (PriSTI), a first guess the network learns to correct.
     channels, n_layers, n_heads : int, default=64, 4, 8
         Width, residual blocks and attention heads of the denoiser (CSDI's defaults).
     target_strategy : {"random", "hist", "mix"}, default="random"
@@ -155,8 +172,11 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     validation_fraction : float, default=0.1
         Share held out for early stopping: whole series for panels of 10 or more series, else the end of
         each series long enough to give both parts a full window. 0 disables validation.
-    patience : int or None, default=20
-        Epochs without validation improvement before stopping; the best weights are kept.
+    patience : int or None, default=5
+        Evaluations without improvement before stopping; the best weights are kept. The weights are
+        evaluated 20 times over training (every ``max_steps // 20`` steps; every epoch when ``max_steps``
+        is ``None``) by the MAE of a 5-step DDIM imputation of hidden observed cells of the validation
+        windows (of training windows without validation; :class:`tsimpute.holdout.HoldoutScore`).
     precision : {"auto", "fp32", "bf16"}, default="auto"
         Precision of the network's arithmetic, for training (bf16 autocast, fp32 master weights) and
         sampling (a bf16 copy of the network). ``"auto"``: bf16 where the hardware computes it natively
@@ -169,8 +189,13 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         ``"auto"`` picks CUDA when available.
     random_state : int, RandomState instance or None, default=None
         Seeds weights, training and sampling: the same seed gives the same imputation on the same machine.
+    sample_clip : float or None, default=1.0
+        Sampling clips each step's prediction of the clean values to the range of the training data per
+        feature, widened by this many standard deviations on both sides, so that a poorly trained
+        low-noise step cannot push samples far off the data. ``None`` disables clipping. Non-finite or
+        exploding samples are never returned: sampling raises an error that names the settings.
     verbose : bool, default=True
-        Progress bars for training epochs and sampling batches.
+        Progress bars for training steps and sampling batches.
 
     Attributes
     ----------
@@ -187,6 +212,9 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Columns with no observed value in fit (a warning names them). Like scikit-learn's imputers, the model
         cannot learn them; unlike them, they are kept in the output (same columns as the input), with their
         gaps left as NaN.
+    data_min_, data_max_ : ndarray (n_features,)
+        Per-feature range of the training data in model (standardised) units; sampling clips to it
+        (``sample_clip``). NaN for columns entirely missing in fit.
     history_ : TrainHistory
     steps_ : ndarray
         Steps used by sampling with the settings at fit time (the learned steps for ``learned``).
@@ -203,9 +231,13 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         n_steps: int = 50,
         schedule: str = "quad",
         window: int | str = "auto",
-        epochs: int = 100,
+        epochs: int | None = None,
+        max_steps: int | None = 2000,
+        max_time: float | None = None,
         batch_size: int = 16,
         lr: float = 1e-3,
+        ema_decay: float | None = 0.995,
+        conditioning: str = "interpolated",
         channels: int = 64,
         n_layers: int = 4,
         n_heads: int = 8,
@@ -221,19 +253,24 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         n_masks: int = 2,
         mask_lr: float = 0.3,
         validation_fraction: float = 0.1,
-        patience: int | None = 20,
+        patience: int | None = 5,
         precision: str = "auto",
         inference_batch_size: int | None = None,
         device: str = "auto",
         random_state=None,
+        sample_clip: float | None = 1.0,
         verbose: bool = True,
     ):
         self.n_steps = n_steps
         self.schedule = schedule
         self.window = window
         self.epochs = epochs
+        self.max_steps = max_steps
+        self.max_time = max_time
         self.batch_size = batch_size
         self.lr = lr
+        self.ema_decay = ema_decay
+        self.conditioning = conditioning
         self.channels = channels
         self.n_layers = n_layers
         self.n_heads = n_heads
@@ -254,6 +291,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.inference_batch_size = inference_batch_size
         self.device = device
         self.random_state = random_state
+        self.sample_clip = sample_clip
         self.verbose = verbose
 
     # ------------------------------------------------------------------ parameter checks
@@ -263,8 +301,20 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
 
-        for name in ("n_steps", "epochs", "batch_size", "channels", "n_layers", "n_heads", "n_samples"):
+        for name in ("n_steps", "batch_size", "channels", "n_layers", "n_heads", "n_samples"):
             positive_int(name)
+        for name in ("epochs", "max_steps"):
+            if getattr(self, name) is not None:
+                positive_int(name)
+        if self.max_time is not None and not (isinstance(self.max_time, numbers.Real) and self.max_time > 0):
+            raise ValueError(f"max_time must be a positive number of seconds or None, got {self.max_time!r}")
+        if self.epochs is None and self.max_steps is None and self.max_time is None:
+            raise ValueError("set at least one of epochs, max_steps and max_time (the training length)")
+        if self.ema_decay is not None and not (isinstance(self.ema_decay, numbers.Real) and 0 < self.ema_decay < 1):
+            raise ValueError(f"ema_decay must lie in (0, 1) or be None, got {self.ema_decay!r}")
+        if self.sample_clip is not None and not (isinstance(self.sample_clip, numbers.Real)
+                                                 and self.sample_clip >= 0):
+            raise ValueError(f"sample_clip must be a number >= 0 or None, got {self.sample_clip!r}")
         if self.inference_batch_size is not None:
             positive_int("inference_batch_size")
         w = self.window
@@ -278,6 +328,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             "step_selection": STEP_SELECTIONS,
             "chain": CHAIN_SEMANTICS,
             "precision": PRECISIONS,
+            "conditioning": CONDITIONINGS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -347,6 +398,11 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.mean_, self.scale_ = _fit_scaler(frame)
         self.empty_features_ = np.asarray(frame.columns, dtype=object)[np.isnan(self.mean_)]
         scaled = self._scaled_series(frame)
+        stacked = np.concatenate([s.values for s in scaled])
+        self.data_min_ = np.full(self.n_features_in_, np.nan)
+        self.data_max_ = np.full(self.n_features_in_, np.nan)
+        cols = self._modelled()
+        self.data_min_[cols], self.data_max_[cols] = np.nanmin(stacked, axis=0), np.nanmax(stacked, axis=0)
 
         gen_np = np.random.default_rng(fit_seed)
         train_series, valid_series = self._split_validation(scaled, gen_np, isinstance(frame.index, pd.MultiIndex))
@@ -355,26 +411,26 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         with _seeded_torch(fit_seed, self.device_):
             config = CSDIConfig(
                 n_features=len(self._modelled()), n_steps=self.n_steps, channels=self.channels,
-                n_layers=self.n_layers, n_heads=self.n_heads, ff_dim=self.channels,
+                n_layers=self.n_layers, n_heads=self.n_heads, ff_dim=self.channels, conditioning=self.conditioning,
             )
             model = CSDIDenoiser(config)
             self.model_ = model.to(self.device_)
             self._schedule = NoiseSchedule(self.n_steps, self.schedule)
             generator = torch.Generator(device=self.device_).manual_seed(fit_seed)
-            train_cfg = TrainConfig(
-                epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, target_strategy=self.target_strategy,
-                patience=self.patience, precision=self.precision, verbose=self.verbose,
-            )
             train = _EpochWindows(self, train_series, gen_np)
+            train_cfg = self._train_config(len(train))
             hook = None
             if self.step_selection == "learned":
+                epochs = self._planned_epochs(len(train))
                 learner = self._step_learner(
-                    generator, valid if valid is not None else train, total_epochs=self.epochs,
-                    budget_epochs=0.7 * self.epochs, warmup_epochs=0.1 * self.epochs,
+                    generator, valid if valid is not None else train, total_epochs=epochs,
+                    budget_epochs=0.7 * epochs, warmup_epochs=0.1 * epochs,
                 )
                 hook = learner.loss_hook
-                train_cfg.select_from_epoch = min(self.epochs - 1, int(np.ceil(0.7 * self.epochs)))
-            self.history_ = train_denoiser(self.model_, self._schedule, train, valid, train_cfg, generator, hook)
+                train_cfg.select_from_epoch = max(0, min(int(np.ceil(epochs)) - 1, int(np.ceil(0.7 * epochs))))
+            scorer = self._holdout_score(valid if valid is not None else train, fit_seed)
+            self.history_ = train_denoiser(self.model_, self._schedule, train, valid, train_cfg, generator, hook,
+                                           score_fn=scorer)
             if hook is not None:
                 self._store_mask(learner)
         self.steps_ = self.inference_steps().numpy()
@@ -429,6 +485,28 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
         return imputer_from_csdi(cls, path, config=config, feature_names=feature_names, mean=mean, scale=scale,
                                  allow_schedule_mismatch=allow_schedule_mismatch, **params)
+
+    def _planned_epochs(self, n_windows: int) -> float:
+        """Training length in (fractional) epochs, as far as it is known before training."""
+        n_batches = max(1, int(np.ceil(n_windows / self.batch_size)))
+        epochs = float(self.epochs) if self.epochs is not None else np.inf
+        if self.max_steps is not None:
+            epochs = min(epochs, self.max_steps / n_batches)
+        return epochs if np.isfinite(epochs) else 100.0
+
+    def _train_config(self, n_windows: int) -> TrainConfig:
+        """The optimisation recipe (see ``benchmarks/results/training_recipe.md`` for how it was chosen)."""
+        eval_every = max(1, self.max_steps // 20) if self.max_steps is not None else None
+        return TrainConfig(
+            epochs=self.epochs, max_steps=self.max_steps, max_time=self.max_time, eval_every=eval_every,
+            batch_size=self.batch_size, lr=self.lr, target_strategy=self.target_strategy, patience=self.patience,
+            precision=self.precision, verbose=self.verbose, lr_schedule="cosine", warmup=0.05,
+            ema_decay=self.ema_decay,
+        )
+
+    def _holdout_score(self, data: WindowSet, seed: int) -> HoldoutScore | None:
+        """The checkpoint score: held-out imputation MAE (None would fall back to the denoising loss)."""
+        return HoldoutScore(data, self._schedule, seed=seed, precision=self.precision, clip=self._clip_range())
 
     def _step_learner(self, generator, reward_data, *, total_epochs, budget_epochs, warmup_epochs, k=None):
         cfg = StepLearningConfig(
@@ -540,6 +618,23 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         """The reverse chain that sampling uses with the current settings."""
         return self._schedule.chain(self.inference_steps(), self.chain)
 
+    def _clip_range(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Bounds ``(K, 1)`` of the predicted clean values in model units (``sample_clip``), or None."""
+        if self.sample_clip is None or not hasattr(self, "data_min_"):
+            return None
+        cols = self._modelled()
+        lo = torch.as_tensor(self.data_min_[cols] - self.sample_clip, dtype=torch.float32).view(-1, 1)
+        hi = torch.as_tensor(self.data_max_[cols] + self.sample_clip, dtype=torch.float32).view(-1, 1)
+        return lo, hi
+
+    def _sample_limit(self) -> float | None:
+        """Samples beyond this magnitude (model units) are exploding: ten times the data's extent, plus 10.
+        None (only non-finite values are refused) when the training data's range is unknown (published weights)."""
+        if not hasattr(self, "data_min_"):
+            return None
+        extent = float(np.nanmax(np.abs(np.concatenate([self.data_min_, self.data_max_]))))
+        return 10.0 * extent + 10.0
+
     def _sample_scaled(self, frame: pd.DataFrame, n_samples: int) -> tuple[np.ndarray, np.ndarray, SamplingInfo]:
         """Samples ``(n, rows, K)`` in original units (observed cells not yet restored), the observed mask and
         what sampling cost. Writes no attribute (``transform`` leaves the estimator unchanged)."""
@@ -559,7 +654,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         result = impute_windows(
             self.model_, data, chain, n_samples=n_samples, sampler=self.sampler, eta=self.eta,
             generator=generator, batch_size=self.inference_batch_size, precision=self.precision,
-            verbose=self.verbose,
+            verbose=self.verbose, clip=self._clip_range(), limit=self._sample_limit(),
         )
         info = SamplingInfo(nfe=result.nfe, steps=len(chain), windows=len(data.values))
         samples = result.samples.numpy().transpose(0, 1, 3, 2)  # (n, N, L, K)

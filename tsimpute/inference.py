@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .diffusion.conditioning import conditional_values, conditioning_of
 from .diffusion.samplers import NFECounter, get_sampler
 from .diffusion.schedules import Chain
 from .models.cpu_kernels import thread_pool
@@ -53,6 +54,29 @@ def tune_cpu_allocator() -> bool:
         return False
     _ALLOCATOR_TUNED = bool(ok)
     return _ALLOCATOR_TUNED
+
+
+class SamplingError(FloatingPointError):
+    """Sampling produced non-finite values, or values far outside the data: never returned as an imputation."""
+
+
+def check_samples(x: torch.Tensor, limit: float | None, settings: str) -> None:
+    """Raise :class:`SamplingError` if ``x`` holds a non-finite value or one beyond ``±limit``."""
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        raise SamplingError(
+            f"sampling produced {int((~finite).sum())} non-finite values ({settings}); the network is probably "
+            "under-trained or diverged: train longer (max_steps), keep sample_clip on, or use "
+            "precision='fp32'"
+        )
+    if limit is not None:
+        peak = float(x.abs().max()) if x.numel() else 0.0
+        if peak > limit:
+            raise SamplingError(
+                f"sampling exploded: a value of {peak:.3g} in model units, beyond the limit {limit:.3g} ({settings}); "
+                "keep sample_clip on (clips the predicted clean values to the data range), use fewer steps "
+                "(step_selection='uniform') or train longer (max_steps)"
+            )
 
 
 @dataclass
@@ -130,9 +154,9 @@ class _WindowEps:
     """``eps_fn(x_t, t)`` for one batch of windows: the conditional channel and the side info are fixed."""
 
     def __init__(self, net, values: torch.Tensor, cond: torch.Tensor, side: list[torch.Tensor], n_steps: int,
-                 threads: int = 1):
+                 threads: int = 1, conditioning: str = "observed"):
         self.net, self.side, self.cond, self.threads = net, side, cond, threads
-        self.cond_values = values * cond  # (B, K, L): channel 0 of every sample of these windows
+        self.cond_values = conditional_values(values, cond, conditioning)  # (B, K, L): channel 0 of every sample
         self.free = 1 - cond
         # step indices as tensors, made once: no host-to-device copy per call
         self.steps = torch.arange(n_steps, device=values.device).view(n_steps, 1)
@@ -160,6 +184,8 @@ def impute_windows(
     precision: str = "fp32",
     verbose: bool = False,
     tune_allocator: bool = True,
+    clip: tuple[torch.Tensor | float, torch.Tensor | float] | None = None,
+    limit: float | None = None,
 ) -> SamplingResult:
     """Draw ``n_samples`` imputations of every window of ``data`` with the reverse ``chain``.
 
@@ -174,6 +200,10 @@ def impute_windows(
     (:func:`parallel_forward`; the results do not depend on it beyond float rounding), the network uses
     the fused kernels of :mod:`tsimpute.models.cpu_kernels` where they are available, and
     ``tune_allocator`` applies :func:`tune_cpu_allocator`. Results are returned on the CPU in float32.
+
+    ``clip=(lo, hi)``: bounds of the predicted clean values at every step (bounds ``(K, 1)`` or scalars; see
+    :func:`~tsimpute.diffusion.samplers.sample_ddpm`). Samples with a non-finite value, or with a value beyond
+    ``±limit``, raise :class:`SamplingError` naming the settings.
     """
     device = data.values.device
     if batch_size is None:
@@ -184,6 +214,10 @@ def impute_windows(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     sample_fn = get_sampler(sampler)
     extra = {"eta": eta} if sampler == "ddim" else {}
+    if clip is not None:
+        extra["clip"] = tuple(torch.as_tensor(c, dtype=torch.float32, device=device) for c in clip)
+    settings = (f"sampler={sampler!r}, {len(chain)} steps, precision={resolve_precision(precision, device)!r}, "
+                f"clip={'on' if clip is not None else 'off'}")
     if tune_allocator and device.type == "cpu":
         tune_cpu_allocator()
     n_win = len(data)
@@ -203,12 +237,13 @@ def impute_windows(
         values = data.values[w0 : w0 + win_per_batch]
         cond = data.observed[w0 : w0 + win_per_batch]
         side = [s.to(dtype) for s in model.encode_side(cond)]  # fp32 projection, cast once
-        counter = NFECounter(_WindowEps(net, values, cond, side, n_steps, threads))
+        counter = NFECounter(_WindowEps(net, values, cond, side, n_steps, threads, conditioning_of(model)))
         for s0 in range(0, n_samples, per_pass):
             s = min(per_pass, n_samples - s0)
             x = torch.randn((s * len(values), *values.shape[1:]), generator=generator, device=device)
             x = sample_fn(counter, x, chain, generator=generator, **extra).view(s, *values.shape)
             x = torch.where(cond.bool(), values, x)
+            check_samples(x, limit, settings)  # on what is returned (the chain's values at observed entries are not)
             out[s0 : s0 + s, w0 : w0 + len(values)] = x.float().cpu()
             bar.update(1)
         total_nfe += counter.calls

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .diffusion.conditioning import conditional_values, conditioning_of
 from .diffusion.losses import masked_eps_mse
 from .diffusion.schedules import NoiseSchedule, add_noise
 from .diffusion.targets import conditional_mask
@@ -48,9 +50,21 @@ class WindowSet:
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings of :func:`train_denoiser` (defaults follow CSDI)."""
+    """Optimisation settings of :func:`train_denoiser` (the defaults follow CSDI).
 
-    epochs: int = 100
+    Training ends at the first of ``epochs`` passes over the data, ``max_steps`` optimizer steps and
+    ``max_time`` seconds (each ``None`` = no such limit; at least one must be set), or by early stopping
+    after ``patience`` evaluations without improvement (not before half of a planned ``max_steps`` or
+    ``epochs`` length). An evaluation (checkpoint choice) takes place after
+    every epoch, or every ``eval_every`` steps when that is set.
+
+    ``lr_schedule``: ``"multistep"`` (CSDI: the rate divided by 10 at 75% and 90% of training) or
+    ``"cosine"`` (linear warm-up over ``warmup`` of training, then cosine decay to zero). Progress is the
+    larger of the fractions of ``max_steps`` (or ``epochs``) and ``max_time`` used. ``ema_decay``: keep an
+    exponential moving average of the weights, evaluated and returned in place of the raw weights.
+    """
+
+    epochs: int | None = 100
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 1e-6
@@ -59,17 +73,36 @@ class TrainConfig:
     precision: str = "fp32"
     verbose: bool = True
     select_from_epoch: int = 0
+    max_steps: int | None = None
+    max_time: float | None = None
+    eval_every: int | None = None
+    lr_schedule: str = "multistep"
+    warmup: float = 0.0
+    ema_decay: float | None = None
+
+
+LR_SCHEDULES = ("multistep", "cosine")
 
 
 @dataclass
 class TrainHistory:
-    """Per-epoch losses, the best epoch and its validation loss."""
+    """Per-epoch training losses, every evaluation (step, seconds, score), the best one, how training ended.
+
+    ``valid_loss`` holds the score of each evaluation: the held-out score when one is given, else the
+    validation denoising loss (empty without validation data). ``best_epoch`` is the epoch during which the
+    kept weights were evaluated, ``best_step`` their optimizer step.
+    """
 
     train_loss: list[float] = field(default_factory=list)
     valid_loss: list[float] = field(default_factory=list)
+    eval_steps: list[int] = field(default_factory=list)
+    eval_seconds: list[float] = field(default_factory=list)
     best_epoch: int = -1
+    best_step: int = -1
     best_loss: float = math.inf
     stopped_early: bool = False
+    steps: int = 0
+    seconds: float = 0.0
 
 
 def autocast(device: torch.device, precision: str):
@@ -79,14 +112,17 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def model_input(values: torch.Tensor, cond_mask: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
-    """The two input channels ``(M_cond * x, (1 - M_cond) * x_t)``, channels-last ``(N, K, L, 2)``.
+def model_input(values: torch.Tensor, cond_mask: torch.Tensor, x_t: torch.Tensor,
+                conditioning: str = "observed") -> torch.Tensor:
+    """The two input channels ``(c(x, M_cond), (1 - M_cond) * x_t)``, channels-last ``(N, K, L, 2)``.
 
-    ``x_t`` may hold several samples per window folded in front: ``N = n_samples * B``.
+    ``c`` is ``M_cond * x`` for ``conditioning="observed"`` (CSDI) or the linear interpolation of the given
+    values for ``"interpolated"`` (see :mod:`tsimpute.diffusion.conditioning`). ``x_t`` may hold several
+    samples per window folded in front: ``N = n_samples * B``.
     """
     b = values.shape[0]
     n = x_t.shape[0] // b
-    cond = (values * cond_mask).expand(n, *values.shape).reshape(x_t.shape)
+    cond = conditional_values(values, cond_mask, conditioning).expand(n, *values.shape).reshape(x_t.shape)
     noisy = ((1 - cond_mask) * x_t.view(n, *values.shape)).reshape(x_t.shape)
     return torch.stack([cond, noisy], dim=-1)
 
@@ -109,7 +145,7 @@ def denoising_loss(
     eps = torch.randn(batch.values.shape, generator=generator, device=batch.values.device)
     x_t = add_noise(batch.values, eps, alpha_bar)
     side = model.encode_side(cond_mask)
-    eps_pred = model(model_input(batch.values, cond_mask, x_t), t, side)
+    eps_pred = model(model_input(batch.values, cond_mask, x_t, conditioning_of(model)), t, side)
     return masked_eps_mse(eps_pred, eps, batch.observed - cond_mask, weight=weight, reduction=reduction)
 
 
@@ -154,6 +190,39 @@ def validation_loss(
 
 
 StepHook = Callable[[nn.Module, WindowSet, torch.Tensor, int, float], torch.Tensor]
+ScoreFn = Callable[[nn.Module], float]
+
+
+class _WeightAverage:
+    """Exponential moving average of a model's weights (buffers copied), with the usual short-run warm-up
+    ``decay_n = min(decay, (1 + n) / (10 + n))``."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        self.updates = 0
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for avg, p in zip(self.model.parameters(), model.parameters(), strict=True):
+            avg.lerp_(p.detach(), 1.0 - d)
+        for avg, b in zip(self.model.buffers(), model.buffers(), strict=True):
+            avg.copy_(b)
+
+
+def _lr_factor(config: TrainConfig, progress: float) -> float:
+    if config.lr_schedule == "cosine":
+        if config.warmup > 0 and progress < config.warmup:
+            return max(progress / config.warmup, 1e-3)
+        rest = (progress - config.warmup) / max(1.0 - config.warmup, 1e-9)
+        return 0.5 * (1.0 + math.cos(math.pi * min(max(rest, 0.0), 1.0)))
+    if config.lr_schedule == "multistep":
+        return 1.0 if progress < 0.75 else (0.1 if progress < 0.9 else 0.01)
+    raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {config.lr_schedule!r}")
 
 
 def train_denoiser(
@@ -164,8 +233,9 @@ def train_denoiser(
     config: TrainConfig,
     generator: torch.Generator,
     loss_hook: StepHook | None = None,
+    score_fn: ScoreFn | None = None,
 ) -> TrainHistory:
-    """Fit ``model`` with Adam; keep the weights of the epoch with the best validation loss.
+    """Fit ``model`` with Adam; keep the weights of the best evaluation.
 
     Parameters
     ----------
@@ -173,24 +243,73 @@ def train_denoiser(
         ``loss_hook(model, batch, cond_mask, epoch, progress)`` returns the training loss of a batch in
         place of the default (a uniformly drawn step on the full chain); used by joint step-mask training.
         ``progress`` is the fractional epoch ``epoch + iteration / iterations_per_epoch``.
+    score_fn : callable, optional
+        ``score_fn(model) -> float`` (lower is better), e.g. a held-out imputation error
+        (:class:`tsimpute.holdout.HoldoutScore`); chooses the checkpoint in place of the validation
+        denoising loss (or, without validation data, the training loss).
 
     Checkpoint selection and early stopping start at ``config.select_from_epoch`` (joint step-mask training
-    sets it to the epoch where the step budget reaches its final value).
+    sets it to the epoch where the step budget reaches its final value). See :class:`TrainConfig` for the
+    training length, the learning-rate schedule and the weight average.
     """
+    if config.epochs is None and config.max_steps is None and config.max_time is None:
+        raise ValueError("training needs a length: set epochs, max_steps or max_time")
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {config.lr_schedule!r}")
     device = train.values.device
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    milestones = [int(0.75 * config.epochs), int(0.9 * config.epochs)]
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
     patterns = train.observed if config.target_strategy in ("hist", "mix") else None
     ac = schedule.alphas_cumprod.to(device)
     history = TrainHistory()
     best_state = None
     n_batches = max(1, math.ceil(len(train) / config.batch_size))
-    bar = tqdm(range(config.epochs), desc="fit", unit="epoch", disable=not config.verbose, leave=False)
-    for epoch in bar:
+    planned = config.max_steps
+    if config.epochs is not None:
+        planned = min(planned or math.inf, config.epochs * n_batches)
+    average = _WeightAverage(model, config.ema_decay) if config.ema_decay else None
+    bar = tqdm(total=planned if planned != math.inf else None, desc="fit", unit="step",
+               disable=not config.verbose, leave=False)
+    start = time.perf_counter()
+    step, epoch, evals_since_best, done = 0, 0, 0, False
+
+    def progress() -> float:
+        frac = step / planned if planned else 0.0
+        if config.max_time:
+            frac = max(frac, (time.perf_counter() - start) / config.max_time)
+        return frac
+
+    def evaluate(epoch_loss: float) -> bool:
+        """Score the current (averaged) weights, keep them if best; True when early stopping says stop."""
+        nonlocal best_state, evals_since_best
+        net = average.model if average is not None else model
+        if score_fn is not None:
+            score = float(score_fn(net))
+        elif valid is not None and len(valid):
+            score = validation_loss(net, schedule, valid, config, patterns)
+        else:
+            score = epoch_loss
+        if score_fn is not None or (valid is not None and len(valid)):
+            history.valid_loss.append(score)
+        history.eval_steps.append(step)
+        history.eval_seconds.append(time.perf_counter() - start)
+        if epoch >= config.select_from_epoch:
+            if score < history.best_loss:
+                history.best_loss, history.best_epoch, history.best_step = score, epoch, step
+                best_state = copy.deepcopy(net.state_dict())
+                evals_since_best = 0
+            else:
+                evals_since_best += 1
+        bar.set_postfix(loss=f"{epoch_loss:.4f}", score=f"{score:.4f}", best=history.best_step)
+        # no early stop in the first half of a planned length: an untrained network scores flat
+        half = planned is None or planned == math.inf or step >= planned / 2
+        return config.patience is not None and evals_since_best >= config.patience and half
+
+    while not done:
         model.train()
-        running = 0.0
+        running, seen = 0.0, 0
         for it, batch in enumerate(train.batches(config.batch_size, generator)):
+            for group in opt.param_groups:
+                group["lr"] = config.lr * _lr_factor(config, progress())
             cond = draw_targets(batch, config.target_strategy, patterns, generator)
             with autocast(device, config.precision):
                 if loss_hook is None:
@@ -201,22 +320,39 @@ def train_denoiser(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if average is not None:
+                average.update(model)
             running += loss.item()
-        sched.step()
-        history.train_loss.append(running / n_batches)
-        score = history.train_loss[-1]
-        if valid is not None and len(valid):
-            score = validation_loss(model, schedule, valid, config, patterns)
-            history.valid_loss.append(score)
-        if epoch >= config.select_from_epoch and score < history.best_loss:
-            history.best_loss, history.best_epoch = score, epoch
-            best_state = copy.deepcopy(model.state_dict())
-        bar.set_postfix(loss=f"{history.train_loss[-1]:.4f}", valid=f"{score:.4f}", best=history.best_epoch)
-        since = epoch - max(history.best_epoch, config.select_from_epoch)
-        if config.patience is not None and since >= config.patience:
+            seen += 1
+            step += 1
+            bar.update(1)
+            out_of_time = config.max_time is not None and time.perf_counter() - start >= config.max_time
+            finished = (planned is not None and step >= planned) or out_of_time
+            if config.eval_every and (step % config.eval_every == 0 or finished):
+                model.eval()
+                stop = evaluate(running / seen)
+                model.train()
+                if stop:
+                    history.stopped_early = True
+                    finished = True
+            if finished:
+                done = True
+                break
+        history.train_loss.append(running / max(seen, 1))
+        if not config.eval_every and evaluate(history.train_loss[-1]):
             history.stopped_early = True
-            break
+            done = True
+        epoch += 1
+        if config.epochs is not None and epoch >= config.epochs:
+            done = True
+    if config.eval_every and (not history.eval_steps or history.eval_steps[-1] != step) and not history.stopped_early:
+        model.eval()
+        evaluate(history.train_loss[-1])
+    bar.close()
+    history.steps, history.seconds = step, time.perf_counter() - start
     if best_state is not None:
         model.load_state_dict(best_state)
+    elif average is not None:
+        model.load_state_dict(average.model.state_dict())
     model.eval()
     return history

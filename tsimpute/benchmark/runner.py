@@ -163,7 +163,7 @@ class _Runner:
             imp.mean_, imp.scale_ = np.zeros_like(imp.mean_), np.ones_like(imp.scale_)
             return imp
         return Imputer(
-            n_steps=N_STEPS, window=t.window, epochs=p.epochs, batch_size=p.batch_size, lr=p.lr,
+            n_steps=N_STEPS, window=t.window, epochs=p.epochs, max_steps=None, batch_size=p.batch_size, lr=p.lr,
             channels=p.channels, n_layers=p.n_layers, n_heads=p.n_heads, target_strategy=t.target_strategy,
             n_samples=p.n_samples, validation_fraction=0.125, patience=p.patience,
             inference_batch_size=p.inference_batch_size, device=self.device, random_state=self.seed,

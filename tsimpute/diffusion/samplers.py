@@ -18,6 +18,7 @@ from .schedules import Chain
 
 EpsFn = Callable[[torch.Tensor, int], torch.Tensor]
 Callback = Callable[[dict], None]
+Clip = tuple[torch.Tensor | float, torch.Tensor | float]
 
 
 class NFECounter:
@@ -36,6 +37,14 @@ def _noise_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Ten
     return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
 
 
+def _clipped_x0(x: torch.Tensor, eps: torch.Tensor, ab: float, clip: Clip) -> torch.Tensor:
+    """The prediction of the clean values ``(x - sqrt(1 - abar) eps) / sqrt(abar)``, clipped to ``clip``."""
+    x0 = (x - math.sqrt(1.0 - ab) * eps) / math.sqrt(ab)
+    lo, hi = clip
+    return torch.minimum(torch.maximum(x0, torch.as_tensor(lo, dtype=x0.dtype, device=x0.device)),
+                         torch.as_tensor(hi, dtype=x0.dtype, device=x0.device))
+
+
 def _reverse_pairs(chain: Chain):
     """Yield ``(i, t, alpha_bar_i, alpha_bar_prev)`` from the last kept step to the first, as floats."""
     steps = chain.timesteps.tolist()
@@ -52,19 +61,28 @@ def sample_ddpm(
     *,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
+    clip: Clip | None = None,
 ) -> torch.Tensor:
     """Ancestral DDPM sampling over the chain's kept steps, with the chain's own ``alpha_bar``.
 
     ``x_{i-1} = (x_i - beta_i / sqrt(1 - abar_i) * eps) / sqrt(alpha_i) + sigma_i z``, with
     ``alpha_i = abar_i / abar_{i-1}``, ``beta_i = 1 - alpha_i`` and
     ``sigma_i^2 = (1 - abar_{i-1}) / (1 - abar_i) * beta_i`` (no noise after the first kept step).
+
+    ``clip=(lo, hi)`` (bounds broadcastable to ``x``): the same mean written as the posterior of the clean
+    values, ``sqrt(abar_{i-1}) beta_i / (1 - abar_i) x0 + sqrt(alpha_i) (1 - abar_{i-1}) / (1 - abar_i) x_i``,
+    with the prediction ``x0`` clipped to ``[lo, hi]`` (Ho et al. 2020's clipping).
     """
     for i, t, ab, ab_prev in _reverse_pairs(chain):
         eps = eps_fn(x, t)
         alpha = ab / ab_prev
         beta = 1.0 - alpha
-        # 1. posterior mean (DDPM Eq. 11)
-        x = (x - (beta / math.sqrt(1.0 - ab)) * eps) / math.sqrt(alpha)
+        # 1. posterior mean (DDPM Eq. 11, or Eq. 7 with a clipped x0)
+        if clip is None:
+            x = (x - (beta / math.sqrt(1.0 - ab)) * eps) / math.sqrt(alpha)
+        else:
+            x0 = _clipped_x0(x, eps, ab, clip)
+            x = (math.sqrt(ab_prev) * beta / (1.0 - ab)) * x0 + (math.sqrt(alpha) * (1.0 - ab_prev) / (1.0 - ab)) * x
         # 2. add posterior noise except at the last update
         if i > 0:
             sigma = math.sqrt((1.0 - ab_prev) / (1.0 - ab) * beta)
@@ -83,10 +101,12 @@ def sample_ddim(
     eta: float = 0.0,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
+    clip: Clip | None = None,
 ) -> torch.Tensor:
     """DDIM sampling (Song et al. 2021, Eq. 12) between consecutive kept steps; ``eta=0`` is deterministic.
 
-    ``eta=1`` gives the DDPM ancestral update of :func:`sample_ddpm` exactly.
+    ``eta=1`` gives the DDPM ancestral update of :func:`sample_ddpm` exactly. ``clip=(lo, hi)`` clips the
+    predicted ``x0`` and re-derives the noise from it, so that the update stays consistent.
     """
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must lie in [0, 1], got {eta!r}")
@@ -94,6 +114,9 @@ def sample_ddim(
         eps = eps_fn(x, t)
         # 1. predicted x0
         x0 = (x - math.sqrt(1.0 - ab) * eps) / math.sqrt(ab)
+        if clip is not None:
+            x0 = _clipped_x0(x, eps, ab, clip)
+            eps = (x - math.sqrt(ab) * x0) / math.sqrt(1.0 - ab)
         # 2. noise level of the update
         sigma = eta * math.sqrt((1.0 - ab_prev) / (1.0 - ab) * (1.0 - ab / ab_prev)) if i > 0 else 0.0
         # 3. direction pointing to x_t, then the update

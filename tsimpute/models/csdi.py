@@ -35,6 +35,7 @@ class CSDIConfig:
     time_emb_dim: int = 128
     feature_emb_dim: int = 16
     dropout: float = 0.1
+    conditioning: str = "observed"  # the conditional input channel, see tsimpute.diffusion.conditioning
 
     @property
     def side_dim(self) -> int:

@@ -1,0 +1,175 @@
+"""Training length in steps and seconds, weight averaging, held-out checkpoint choice, interpolated
+conditioning, clipped sampling and the guard against exploding samples."""
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tsimpute import Imputer
+from tsimpute.diffusion.conditioning import conditional_values, interpolate_given
+from tsimpute.diffusion.samplers import sample_ddim, sample_ddpm
+from tsimpute.diffusion.schedules import NoiseSchedule, uniform_steps
+from tsimpute.holdout import HoldoutScore
+from tsimpute.inference import SamplingError, impute_windows
+from tsimpute.models import CSDIConfig, CSDIDenoiser
+from tsimpute.training import TrainConfig, WindowSet, train_denoiser
+
+from .conftest import TINY
+
+
+def _windows(n=24, k=2, length=12, seed=0) -> WindowSet:
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(length, dtype=torch.float32)
+    phase = torch.rand(n, k, 1, generator=g) * 6
+    values = torch.sin(t / 2 + phase) + 0.05 * torch.randn(n, k, length, generator=g)
+    observed = (torch.rand(n, k, length, generator=g) < 0.8).float()
+    return WindowSet(values * observed, observed)
+
+
+def _model(k=2, conditioning="observed") -> CSDIDenoiser:
+    torch.manual_seed(0)
+    return CSDIDenoiser(CSDIConfig(n_features=k, n_steps=10, channels=8, n_layers=1, n_heads=2, ff_dim=8,
+                                   conditioning=conditioning))
+
+
+def test_interpolation_matches_pandas_and_keeps_given_values():
+    g = torch.Generator().manual_seed(0)
+    values = torch.randn(3, 4, 15, generator=g)
+    given = (torch.rand(3, 4, 15, generator=g) < 0.4).float()
+    given[0, 0] = 0  # a row with nothing given
+    out = interpolate_given(values * given, given)
+    assert torch.equal(out[given > 0], values[given > 0])
+    assert torch.all(out[0, 0] == 0)
+    for b in range(3):
+        frame = pd.DataFrame(np.where(given[b].numpy() > 0, values[b].numpy(), np.nan).T)
+        ref = frame.interpolate(limit_direction="both").fillna(0.0).to_numpy().T
+        np.testing.assert_allclose(out[b].numpy(), ref, atol=1e-5)
+    assert torch.equal(conditional_values(values, given, "observed"), values * given)
+    with pytest.raises(ValueError, match="conditioning"):
+        conditional_values(values, given, "nearest")
+
+
+def test_training_length_in_steps_with_an_evaluation_curve():
+    data = _windows()
+    model = _model()
+    calls = []
+
+    def score(net):
+        calls.append(net.training)
+        return 1.0 / (len(calls))  # improves at every evaluation
+
+    cfg = TrainConfig(epochs=None, max_steps=7, eval_every=3, batch_size=8, patience=None, verbose=False,
+                      lr_schedule="cosine", warmup=0.2, ema_decay=0.9)
+    h = train_denoiser(model, NoiseSchedule(10), data, None, cfg, torch.Generator().manual_seed(0), score_fn=score)
+    assert h.steps == 7 and h.eval_steps == [3, 6, 7]
+    assert h.valid_loss == pytest.approx([1.0, 0.5, 1 / 3]) and h.best_step == 7
+    assert calls == [False, False, False]  # the averaged weights are scored in eval mode
+    assert len(h.eval_seconds) == 3 and h.eval_seconds == sorted(h.eval_seconds)
+
+
+def test_training_time_budget_and_a_length_is_required():
+    data = _windows()
+    cfg = TrainConfig(epochs=None, max_time=0.5, batch_size=4, patience=None, verbose=False)
+    h = train_denoiser(_model(), NoiseSchedule(10), data, None, cfg, torch.Generator().manual_seed(0))
+    assert h.steps >= 1 and h.seconds < 30
+    with pytest.raises(ValueError, match="length"):
+        train_denoiser(_model(), NoiseSchedule(10), data, None, TrainConfig(epochs=None), torch.Generator())
+
+
+def test_checkpoint_is_the_best_scored_one():
+    data = _windows()
+    model = _model()
+    states = []
+
+    def score(net):
+        states.append({k: v.clone() for k, v in net.state_dict().items()})
+        return [3.0, 1.0, 2.0, 4.0][len(states) - 1]
+
+    cfg = TrainConfig(epochs=None, max_steps=8, eval_every=2, batch_size=8, patience=None, verbose=False)
+    h = train_denoiser(model, NoiseSchedule(10), data, None, cfg, torch.Generator().manual_seed(0), score_fn=score)
+    assert h.best_step == 4
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, states[1][k])
+
+
+def test_holdout_score_is_repeatable_and_interpolation_conditioning_starts_near_interpolation():
+    data = _windows(n=16, k=2, length=16)
+    sched = NoiseSchedule(10)
+    scorer = HoldoutScore(data, sched, hide=0.3, clip=(-3.0, 3.0))
+    model = _model(conditioning="interpolated")
+    assert scorer(model) == scorer(model)
+    assert math.isfinite(scorer(model))
+
+
+def test_clipped_ddpm_equals_unclipped_when_bounds_are_wide_and_bounds_the_output():
+    sched = NoiseSchedule(50)
+    chain = sched.chain(torch.arange(50))
+    x = torch.randn(2, 3, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def eps(x_t, t):
+        return torch.tanh(0.3 * x_t) * 5  # a poor network
+
+    free = sample_ddpm(eps, x.clone(), chain, generator=torch.Generator().manual_seed(1))
+    wide = sample_ddpm(eps, x.clone(), chain, generator=torch.Generator().manual_seed(1), clip=(-1e9, 1e9))
+    torch.testing.assert_close(free, wide)
+    tight = sample_ddpm(eps, x.clone(), chain, generator=torch.Generator().manual_seed(1), clip=(-2.0, 2.0))
+    assert tight.abs().max() <= 2.0 + 1e-9
+    ddim = sample_ddim(eps, x.clone(), sched.chain(uniform_steps(50, 5)), clip=(-2.0, 2.0))
+    assert ddim.abs().max() <= 2.0 + 1e-9
+
+
+class _Broken(torch.nn.Module):
+    """A denoiser that returns ``value`` everywhere (NaN, or huge)."""
+
+    def __init__(self, value):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.value = value
+
+    def encode_side(self, cond):
+        return [torch.zeros(cond.shape[0], 1)]
+
+    def forward(self, x, t, side):
+        return torch.full(x.shape[:3], self.value) + 0 * self.w
+
+
+@pytest.mark.parametrize("value,match", [(float("nan"), "non-finite"), (1e6, "exploded")])
+def test_non_finite_or_exploding_samples_raise_naming_the_settings(value, match):
+    data = _windows(n=2)
+    chain = NoiseSchedule(10).full_chain()
+    with pytest.raises(SamplingError, match=match) as info:
+        impute_windows(_Broken(value), data, chain, n_samples=2, generator=torch.Generator().manual_seed(0),
+                       limit=100.0)
+    assert "sampler='ddpm'" in str(info.value) and "10 steps" in str(info.value)
+
+
+def test_imputer_never_returns_non_finite_samples(sinusoids):
+    X, _ = sinusoids
+    imp = Imputer(random_state=0, sample_clip=None, **TINY).fit(X)
+    with torch.no_grad():
+        imp.model_.output_projection2.bias.fill_(float("nan"))
+    with pytest.raises(SamplingError, match="non-finite"):
+        imp.transform(X)
+    with torch.no_grad():  # a wildly wrong network: clipping keeps the samples within the data's range
+        imp.model_.output_projection2.bias.fill_(50.0)
+    imp.set_params(sample_clip=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = imp.transform(X)
+    lo = imp.mean_ + (imp.data_min_ - 1.0) * imp.scale_
+    hi = imp.mean_ + (imp.data_max_ + 1.0) * imp.scale_
+    assert np.all(out.to_numpy() >= lo - 1e-6) and np.all(out.to_numpy() <= hi + 1e-6)
+
+
+def test_training_length_parameters_are_checked(sinusoids):
+    X, _ = sinusoids
+    for bad in (dict(max_steps=0), dict(max_time=-1.0), dict(epochs=None, max_steps=None),
+                dict(ema_decay=1.5), dict(sample_clip=-1.0), dict(conditioning="zeros")):
+        with pytest.raises(ValueError):
+            Imputer(**{**TINY, **bad}).fit(X)
+    imp = Imputer(**{**TINY, "epochs": None, "max_steps": 5}, random_state=0).fit(X)
+    assert imp.history_.steps == 5
