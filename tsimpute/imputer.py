@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import checkpoint
 from .diffusion.conditioning import CONDITIONINGS
+from .diffusion.parameterization import PARAMETERIZATIONS, interpolation_error_scale
 from .diffusion.samplers import SAMPLERS
 from .diffusion.schedules import (
     CHAIN_SEMANTICS,
@@ -139,6 +140,12 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         What the network sees of the given values: ``observed`` is CSDI's ``M * x`` (0 where a value is
         not given; the layout of published CSDI weights), ``interpolated`` their linear interpolation along
         time (PriSTI), a first guess the network learns to correct.
+    parameterization : {"epsilon", "residual"}, default="residual"
+        What the network predicts. ``epsilon`` is CSDI's noise prediction. ``residual`` runs the diffusion on
+        the difference from the linear interpolation of the given values, preconditioned for its typical
+        size (learned in ``fit`` as ``model_.config.sigma_data``): an untrained network already returns the
+        interpolation as its median, and training learns only what interpolation misses (see
+        :mod:`tsimpute.diffusion.parameterization` and ``benchmarks/results/parameterization.md``).
     channels, n_layers, n_heads : int, default=64, 4, 8
         Width, residual blocks and attention heads of the denoiser (CSDI's defaults).
     target_strategy : {"random", "hist", "mix"}, default="random"
@@ -232,20 +239,21 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         schedule: str = "quad",
         window: int | str = "auto",
         epochs: int | None = None,
-        max_steps: int | None = 2000,
+        max_steps: int | None = 1000,
         max_time: float | None = None,
         batch_size: int = 16,
-        lr: float = 1e-3,
+        lr: float = 3e-3,
         ema_decay: float | None = 0.995,
         conditioning: str = "interpolated",
-        channels: int = 64,
-        n_layers: int = 4,
-        n_heads: int = 8,
-        target_strategy: str = "random",
+        parameterization: str = "residual",
+        channels: int = 32,
+        n_layers: int = 2,
+        n_heads: int = 4,
+        target_strategy: str = "mix",
         n_samples: int = 50,
         sampler: str = "ddpm",
         eta: float = 0.0,
-        step_selection: str = "all",
+        step_selection: str = "uniform",
         target_steps: int = 10,
         chain: str = "masked",
         mask_objective: str = "loss",
@@ -271,6 +279,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.lr = lr
         self.ema_decay = ema_decay
         self.conditioning = conditioning
+        self.parameterization = parameterization
         self.channels = channels
         self.n_layers = n_layers
         self.n_heads = n_heads
@@ -329,6 +338,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             "chain": CHAIN_SEMANTICS,
             "precision": PRECISIONS,
             "conditioning": CONDITIONINGS,
+            "parameterization": PARAMETERIZATIONS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -409,15 +419,21 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         valid = self._window_set(valid_series, stride=max(1, self.window_ // 2)) if valid_series else None
 
         with _seeded_torch(fit_seed, self.device_):
+            generator = torch.Generator(device=self.device_).manual_seed(fit_seed)
+            train = _EpochWindows(self, train_series, gen_np)
+            sigma_data = 1.0
+            if self.parameterization == "residual":
+                cond = conditional_mask(train.observed, self.target_strategy, patterns=train.observed,
+                                        generator=torch.Generator(device=self.device_).manual_seed(fit_seed + 1))
+                sigma_data = interpolation_error_scale(train.values, train.observed, cond)
             config = CSDIConfig(
                 n_features=len(self._modelled()), n_steps=self.n_steps, channels=self.channels,
                 n_layers=self.n_layers, n_heads=self.n_heads, ff_dim=self.channels, conditioning=self.conditioning,
+                parameterization=self.parameterization, sigma_data=sigma_data,
             )
             model = CSDIDenoiser(config)
             self.model_ = model.to(self.device_)
             self._schedule = NoiseSchedule(self.n_steps, self.schedule)
-            generator = torch.Generator(device=self.device_).manual_seed(fit_seed)
-            train = _EpochWindows(self, train_series, gen_np)
             train_cfg = self._train_config(len(train))
             hook = None
             if self.step_selection == "learned":

@@ -20,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .diffusion.conditioning import conditional_values, conditioning_of
+from .diffusion.parameterization import Parameterization, parameterization_of
 from .diffusion.samplers import NFECounter, get_sampler
 from .diffusion.schedules import Chain
 from .models.cpu_kernels import thread_pool
@@ -151,23 +152,36 @@ def parallel_forward(net: nn.Module, inp: torch.Tensor, t: torch.Tensor, side: l
 
 
 class _WindowEps:
-    """``eps_fn(x_t, t)`` for one batch of windows: the conditional channel and the side info are fixed."""
+    """``eps_fn(x_t, t)`` for one batch of windows: the conditional channel and the side info are fixed.
+
+    ``alpha_bar`` maps each kept step to the signal level of the chain's state there (needed by the
+    ``"residual"`` parameterization, which reads the state relative to the interpolation).
+    """
 
     def __init__(self, net, values: torch.Tensor, cond: torch.Tensor, side: list[torch.Tensor], n_steps: int,
-                 threads: int = 1, conditioning: str = "observed"):
+                 threads: int = 1, conditioning: str = "observed", parameterization: Parameterization | None = None,
+                 alpha_bar: dict[int, float] | None = None):
         self.net, self.side, self.cond, self.threads = net, side, cond, threads
         self.cond_values = conditional_values(values, cond, conditioning)  # (B, K, L): channel 0 of every sample
         self.free = 1 - cond
+        self.param = parameterization or Parameterization()
+        self.base = self.param.base(values, cond)
+        if self.base is not None and alpha_bar is None:
+            raise ValueError("the residual parameterization needs the signal level of every kept step")
+        self.alpha_bar = alpha_bar or {}
         # step indices as tensors, made once: no host-to-device copy per call
         self.steps = torch.arange(n_steps, device=values.device).view(n_steps, 1)
 
     def __call__(self, x_t: torch.Tensor, t: int) -> torch.Tensor:
         b, k, l = self.cond.shape
         n = x_t.shape[0] // b
+        ab = self.alpha_bar.get(t)
+        noisy = self.param.network_input(x_t, self.base, ab)
         inp = torch.empty((n, b, k, l, 2), dtype=x_t.dtype, device=x_t.device)
         inp[..., 0] = self.cond_values
-        torch.mul(x_t.view(n, b, k, l), self.free, out=inp[..., 1])
-        return parallel_forward(self.net, inp, self.steps[t], self.side, self.threads).float()
+        torch.mul(noisy.view(n, b, k, l), self.free, out=inp[..., 1])
+        out = parallel_forward(self.net, inp, self.steps[t], self.side, self.threads)
+        return self.param.eps(out, x_t, self.base, ab)
 
 
 @torch.no_grad()
@@ -233,11 +247,13 @@ def impute_windows(
     dtype = next(net.parameters()).dtype
     n_steps = int(chain.timesteps.max()) + 1 if len(chain) else 1
     threads = torch.get_num_threads() if device.type == "cpu" else 1
+    alpha_bar = dict(zip(chain.timesteps.tolist(), chain.alphas_cumprod.tolist(), strict=True))
     for w0 in range(0, n_win, win_per_batch):
         values = data.values[w0 : w0 + win_per_batch]
         cond = data.observed[w0 : w0 + win_per_batch]
         side = [s.to(dtype) for s in model.encode_side(cond)]  # fp32 projection, cast once
-        counter = NFECounter(_WindowEps(net, values, cond, side, n_steps, threads, conditioning_of(model)))
+        counter = NFECounter(_WindowEps(net, values, cond, side, n_steps, threads, conditioning_of(model),
+                                        parameterization_of(model), alpha_bar))
         for s0 in range(0, n_samples, per_pass):
             s = min(per_pass, n_samples - s0)
             x = torch.randn((s * len(values), *values.shape[1:]), generator=generator, device=device)

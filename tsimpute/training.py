@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from .diffusion.conditioning import conditional_values, conditioning_of
 from .diffusion.losses import masked_eps_mse
+from .diffusion.parameterization import parameterization_of
 from .diffusion.schedules import NoiseSchedule, add_noise
 from .diffusion.targets import conditional_mask
 from .precision import resolve_precision
@@ -112,19 +113,21 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def model_input(values: torch.Tensor, cond_mask: torch.Tensor, x_t: torch.Tensor,
+def model_input(values: torch.Tensor, cond_mask: torch.Tensor, noisy: torch.Tensor,
                 conditioning: str = "observed") -> torch.Tensor:
-    """The two input channels ``(c(x, M_cond), (1 - M_cond) * x_t)``, channels-last ``(N, K, L, 2)``.
+    """The two input channels ``(c(x, M_cond), (1 - M_cond) * noisy)``, channels-last ``(N, K, L, 2)``.
 
     ``c`` is ``M_cond * x`` for ``conditioning="observed"`` (CSDI) or the linear interpolation of the given
-    values for ``"interpolated"`` (see :mod:`tsimpute.diffusion.conditioning`). ``x_t`` may hold several
-    samples per window folded in front: ``N = n_samples * B``.
+    values for ``"interpolated"`` (see :mod:`tsimpute.diffusion.conditioning`); ``noisy`` is what the network
+    sees of the noisy state (``x_t``, or its preconditioned residual: see
+    :mod:`tsimpute.diffusion.parameterization`). ``noisy`` may hold several samples per window folded in
+    front: ``N = n_samples * B``.
     """
     b = values.shape[0]
-    n = x_t.shape[0] // b
-    cond = conditional_values(values, cond_mask, conditioning).expand(n, *values.shape).reshape(x_t.shape)
-    noisy = ((1 - cond_mask) * x_t.view(n, *values.shape)).reshape(x_t.shape)
-    return torch.stack([cond, noisy], dim=-1)
+    n = noisy.shape[0] // b
+    cond = conditional_values(values, cond_mask, conditioning).expand(n, *values.shape).reshape(noisy.shape)
+    masked = ((1 - cond_mask) * noisy.view(n, *values.shape)).reshape(noisy.shape)
+    return torch.stack([cond, masked], dim=-1)
 
 
 def denoising_loss(
@@ -140,12 +143,18 @@ def denoising_loss(
     """Noise-prediction loss on the target entries ``observed - cond_mask`` of a batch at steps ``t``.
 
     ``alpha_bar`` (B,) is the signal level used to noise each window: the schedule's ``alpha_bar[t]`` for
-    the full chain, or a masked chain's ``alpha_t(m)``.
+    the full chain, or a masked chain's ``alpha_t(m)``. The network's output is read as noise through the
+    model's parameterization (:mod:`tsimpute.diffusion.parameterization`).
     """
     eps = torch.randn(batch.values.shape, generator=generator, device=batch.values.device)
     x_t = add_noise(batch.values, eps, alpha_bar)
     side = model.encode_side(cond_mask)
-    eps_pred = model(model_input(batch.values, cond_mask, x_t, conditioning_of(model)), t, side)
+    param = parameterization_of(model)
+    base = param.base(batch.values, cond_mask)
+    ab = alpha_bar.to(x_t.device).view(-1, *(1,) * (x_t.dim() - 1))
+    noisy = param.network_input(x_t, base, ab)
+    out = model(model_input(batch.values, cond_mask, noisy, conditioning_of(model)), t, side)
+    eps_pred = param.eps(out, x_t, base, ab)
     return masked_eps_mse(eps_pred, eps, batch.observed - cond_mask, weight=weight, reduction=reduction)
 
 

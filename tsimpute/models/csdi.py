@@ -36,6 +36,8 @@ class CSDIConfig:
     feature_emb_dim: int = 16
     dropout: float = 0.1
     conditioning: str = "observed"  # the conditional input channel, see tsimpute.diffusion.conditioning
+    parameterization: str = "epsilon"  # what the output means, see tsimpute.diffusion.parameterization
+    sigma_data: float = 1.0  # scale of the residuals, for the "residual" parameterization
 
     @property
     def side_dim(self) -> int:

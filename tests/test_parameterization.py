@@ -1,0 +1,131 @@
+"""The residual parameterization: the diffusion runs on the correction of the interpolation."""
+
+import math
+
+import pytest
+import torch
+
+from tsimpute import Imputer
+from tsimpute.diffusion.conditioning import interpolate_given
+from tsimpute.diffusion.parameterization import Parameterization, interpolation_error_scale, parameterization_of
+from tsimpute.diffusion.schedules import NoiseSchedule
+from tsimpute.inference import impute_windows
+from tsimpute.models import CSDIConfig, CSDIDenoiser
+from tsimpute.training import WindowSet, denoising_loss
+
+
+def _windows(n=6, k=2, length=16, seed=0) -> WindowSet:
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(length, dtype=torch.float32)
+    values = torch.sin(t / 3 + torch.rand(n, k, 1, generator=g) * 6)
+    observed = (torch.rand(n, k, length, generator=g) < 0.7).float()
+    observed[..., 0] = 1  # every row has a given value
+    return WindowSet(values * observed, observed)
+
+
+def test_epsilon_is_the_identity_and_bad_settings_are_refused():
+    p = Parameterization()
+    x = torch.randn(3, 2, 5)
+    out = torch.randn(3, 2, 5)
+    assert p.base(x, torch.ones_like(x)) is None
+    assert p.network_input(x, None, 0.5) is x
+    assert torch.equal(p.eps(out, x, None, 0.5), out)
+    with pytest.raises(ValueError, match="parameterization"):
+        Parameterization("x0")
+    with pytest.raises(ValueError, match="sigma_data"):
+        Parameterization("residual", 0.0)
+
+
+@pytest.mark.parametrize("sigma_data", [0.2, 1.0])
+def test_residual_output_maps_to_the_true_noise_and_zero_output_is_the_gaussian_denoiser(sigma_data):
+    g = torch.Generator().manual_seed(1)
+    p = Parameterization("residual", sigma_data)
+    base = torch.randn(4, 2, 8, generator=g)
+    x0 = base + sigma_data * torch.randn(4, 2, 8, generator=g)
+    eps = torch.randn(4, 2, 8, generator=g)
+    ab = torch.tensor([0.9, 0.5, 0.1, 0.01]).view(4, 1, 1)
+    x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+    var = 1 - ab + ab * sigma_data**2
+    # the network input is the residual's state at unit variance
+    r_t = ab.sqrt() * (x0 - base) + (1 - ab).sqrt() * eps
+    torch.testing.assert_close(p.network_input(x_t, base, ab), r_t / var.sqrt())
+    # the output that reproduces eps exists and is recovered (the map is affine and invertible in F)
+    f = ((1 - ab).sqrt() / var * r_t - eps) / (sigma_data * (ab / var).sqrt())
+    torch.testing.assert_close(p.eps(f, x_t, base, ab), eps)
+    # zero output: the clean-value estimate is the Wiener estimate E[x0 | x_t] = base + sqrt(abar) sd^2 / v r_t
+    x0_hat = (x_t - (1 - ab).sqrt() * p.eps(torch.zeros_like(x_t), x_t, base, ab)) / ab.sqrt()
+    torch.testing.assert_close(x0_hat, base + ab.sqrt() * sigma_data**2 * r_t / var, rtol=1e-4, atol=1e-4)
+    # samples folded in front of the windows share the window's base
+    x2 = torch.cat([x_t, x_t])
+    torch.testing.assert_close(p.eps(torch.zeros_like(x2), x2, base, 0.5)[:4],
+                               p.eps(torch.zeros_like(x_t), x_t, base, 0.5))
+
+
+def test_untrained_residual_network_samples_the_interpolation_plus_its_error_scale():
+    data = _windows()
+    torch.manual_seed(0)
+    sd = 0.3
+    model = CSDIDenoiser(CSDIConfig(n_features=2, n_steps=50, channels=8, n_layers=1, n_heads=2, ff_dim=8,
+                                    parameterization="residual", sigma_data=sd))
+    schedule = NoiseSchedule(50, "quad")
+    res = impute_windows(model, data, schedule.chain(torch.arange(50), "respaced"), n_samples=400,
+                         generator=torch.Generator().manual_seed(0))
+    free = data.observed == 0
+    base = interpolate_given(data.values, data.observed)
+    mean = res.samples.mean(0)
+    std = res.samples.std(0)
+    assert float((mean - base)[free].abs().max()) < 0.1
+    assert abs(float(std[free].mean()) / sd - 1) < 0.1
+    assert torch.equal(res.samples[:, ~free], data.values[~free].expand(400, -1))
+    # the CSDI parameterization of the same untrained network does not know the interpolation
+    model.config.parameterization = "epsilon"
+    eps_res = impute_windows(model, data, schedule.chain(torch.arange(50), "respaced"), n_samples=50,
+                             generator=torch.Generator().manual_seed(0))
+    assert float((eps_res.samples.mean(0) - base)[free].abs().mean()) > 0.3
+
+
+def test_loss_reads_the_output_through_the_parameterization():
+    data = _windows()
+    cond = data.observed.clone()
+    cond[..., 5:9] = 0
+    t = torch.full((len(data),), 30)
+    ab = NoiseSchedule(50, "quad").alphas_cumprod[t]
+    torch.manual_seed(0)
+    cfg = dict(n_features=2, n_steps=50, channels=8, n_layers=1, n_heads=2, ff_dim=8)
+    eps_model = CSDIDenoiser(CSDIConfig(**cfg))
+    res_model = CSDIDenoiser(CSDIConfig(**cfg, parameterization="residual", sigma_data=0.3))
+    res_model.load_state_dict(eps_model.state_dict())
+    # zero output: the noise-MSE is 1 for epsilon (eps vs 0), below 1 for the residual's Gaussian denoiser
+    with torch.no_grad():
+        loss_eps = float(denoising_loss(eps_model, data, cond, t, ab, torch.Generator().manual_seed(0)))
+        loss_res = float(denoising_loss(res_model, data, cond, t, ab, torch.Generator().manual_seed(0)))
+    assert 0.5 < loss_eps < 1.5
+    assert loss_res < 0.8 * loss_eps
+
+
+def test_error_scale_of_interpolation():
+    data = _windows()
+    cond = data.observed.clone()
+    assert interpolation_error_scale(data.values, data.observed, cond) == 1.0  # nothing hidden
+    cond[..., 3::4] = 0
+    err = (interpolate_given(data.values * cond, cond) - data.values) * (data.observed - cond)
+    expected = math.sqrt(float(err.pow(2).sum() / (data.observed - cond).sum()))
+    assert interpolation_error_scale(data.values, data.observed, cond) == pytest.approx(expected)
+
+
+def test_imputer_learns_the_scale_and_round_trips(sinusoids, tmp_path):
+    X, _ = sinusoids
+    imp = Imputer(window=24, channels=8, n_layers=1, n_heads=2, max_steps=4, n_samples=2, random_state=0,
+                  verbose=False).fit(X)
+    p = parameterization_of(imp.model_)
+    assert p.kind == "residual" and 0.01 <= p.sigma_data < 2
+    out = imp.transform(X)
+    imp.save(tmp_path / "m.pt")
+    again = Imputer.load(tmp_path / "m.pt")
+    assert parameterization_of(again.model_) == p
+    assert again.transform(X).equals(out)
+    eps = Imputer(window=24, channels=8, n_layers=1, n_heads=2, max_steps=4, n_samples=2, random_state=0,
+                  parameterization="epsilon", verbose=False).fit(X)
+    assert parameterization_of(eps.model_) == Parameterization()
+    with pytest.raises(ValueError, match="parameterization"):
+        Imputer(parameterization="x0").fit(X)
