@@ -273,7 +273,9 @@ def test_input_that_is_not_2d():
         ({"target_strategy": "future"}, "target_strategy"),
         ({"sampler": "euler"}, "sampler"),
         ({"step_selection": "random"}, "step_selection"),
-        ({"step_selection": "uniform", "target_steps": 60}, "target_steps"),
+        ({"step_selection": "learned", "target_steps": 60}, "target_steps"),
+        ({"step_selection": "uniform", "target_steps": 0}, "target_steps"),
+        ({"parameterization": "x0"}, "parameterization"),
         ({"lr": 0}, "lr"),
         ({"window": 1}, "window"),
         ({"eta": 2.0}, "eta"),
@@ -294,3 +296,10 @@ def test_transform_before_fit(sinusoids):
 
     with pytest.raises(NotFittedError):
         Imputer().transform(sinusoids[0])
+
+
+def test_uniform_steps_beyond_the_chain_keep_every_step(sinusoids):
+    X, _ = sinusoids
+    imp = Imputer(**{**TINY, "n_steps": 5, "step_selection": "uniform", "target_steps": 10}).fit(X)
+    assert np.array_equal(imp.steps_, np.arange(5))
+    assert imp.sample(X, n_samples=1, return_info=True)[1].steps == 5

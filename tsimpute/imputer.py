@@ -122,16 +122,18 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     epochs : int or None, default=None
         Maximum passes over the training windows; ``None``: the length is set by ``max_steps`` and
         ``max_time`` alone. Training ends at the first limit reached (or by early stopping).
-    max_steps : int or None, default=2000
+    max_steps : int or None, default=1000
         Maximum optimizer steps. Counting steps rather than epochs gives a small table as much training as a
-        large one (a diffusion model needs thousands of steps, whatever the number of windows).
+        large one (a diffusion model needs hundreds to thousands of steps, whatever the number of windows).
+        With the residual parameterization 1000 steps of the default network reached interpolation's
+        accuracy on the quick-start data in about 30 s on 2 CPU cores (``benchmarks/results/parameterization.md``).
     max_time : float or None, default=None
         Wall-clock budget of training in seconds (the learning-rate schedule then follows the larger of
         the step and time fractions used). Results then depend on the machine's speed: leave it ``None``
         for reproducible fits.
     batch_size : int, default=16
         Training windows per step.
-    lr : float, default=1e-3
+    lr : float, default=3e-3
         Adam learning rate, after a linear warm-up over the first 5% of training, with cosine decay to zero.
     ema_decay : float or None, default=0.995
         Decay of the exponential moving average of the weights that is evaluated and kept for sampling;
@@ -146,20 +148,27 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         size (learned in ``fit`` as ``model_.config.sigma_data``): an untrained network already returns the
         interpolation as its median, and training learns only what interpolation misses (see
         :mod:`tsimpute.diffusion.parameterization` and ``benchmarks/results/parameterization.md``).
-    channels, n_layers, n_heads : int, default=64, 4, 8
-        Width, residual blocks and attention heads of the denoiser (CSDI's defaults).
-    target_strategy : {"random", "hist", "mix"}, default="random"
-        How observed entries are hidden during training (CSDI).
+    channels, n_layers, n_heads : int, default=32, 2, 4
+        Width, residual blocks and attention heads of the denoiser. CSDI's own sizes are 64, 4, 8: as
+        accurate on the quick-start data and 4x slower to train on a CPU
+        (``benchmarks/results/parameterization.md``); the benchmark profiles use them for PhysioNet.
+    target_strategy : {"random", "hist", "mix"}, default="mix"
+        How observed entries are hidden during training (CSDI): ``random`` hides a uniform fraction of each
+        window, ``hist`` another window's missing pattern, ``mix`` either at random (more accurate than
+        ``random`` in ``benchmarks/results/parameterization.md``).
     n_samples : int, default=50
         Samples drawn per gap; ``transform`` returns their median.
     sampler : {"ddpm", "ddim"}, default="ddpm"
         Reverse update. DDIM uses ``eta``.
     eta : float, default=0.0
         DDIM noise (0 = deterministic, 1 = DDPM).
-    step_selection : {"all", "uniform", "quadratic", "learned"}, default="all"
-        Which diffusion steps sampling visits. ``uniform``/``quadratic`` keep ``target_steps`` steps.
+    step_selection : {"all", "uniform", "quadratic", "learned"}, default="uniform"
+        Which diffusion steps sampling visits. ``uniform``/``quadratic`` keep ``target_steps`` steps. With the
+        residual parameterization 10 uniform steps were as accurate as the whole 50-step chain, 5x faster
+        (``benchmarks/results/parameterization.md``); ``learned`` learns which steps to keep during fit.
     target_steps : int, default=10
-        Steps kept by ``uniform``, ``quadratic`` and ``learned`` selection.
+        Steps kept by ``uniform``, ``quadratic`` and ``learned`` selection (``uniform`` and ``quadratic`` keep
+        every step when ``n_steps`` is not larger; ``learned`` requires ``target_steps <= n_steps``).
     chain : {"respaced", "masked"}, default="masked"
         How a subset of steps is turned into a reverse chain (see :mod:`tsimpute.diffusion.schedules`);
         with ``learned`` selection, also the chain the mask is trained under. With every step kept both are
@@ -228,7 +237,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     Examples
     --------
-    >>> imp = Imputer(epochs=5, window=24, random_state=0, verbose=False)  # doctest: +SKIP
+    >>> imp = Imputer(random_state=0, verbose=False)  # doctest: +SKIP
     >>> filled = imp.fit_transform(df)  # doctest: +SKIP
     """
 
@@ -353,7 +362,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             positive_int("patience")
         if self.step_selection != "all":
             positive_int("target_steps")
-            if self.target_steps > self.n_steps:
+            if self.step_selection == "learned" and self.target_steps > self.n_steps:
                 raise ValueError(f"target_steps ({self.target_steps}) cannot exceed n_steps ({self.n_steps})")
         if self.step_selection == "learned":
             positive_int("n_masks", 2)
@@ -485,7 +494,9 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             Other :class:`Imputer` parameters (``n_samples``, ``step_selection``, ``precision``,
             ``random_state``...). Architecture parameters must match the weights: a mismatch raises a
             ValueError naming the first tensor that does not fit. ``chain`` defaults to ``"respaced"``
-            here: the network was trained on the whole chain, whose noise levels step subsets then keep.
+            here: the network was trained on the whole chain, whose noise levels step subsets then keep;
+            ``step_selection`` defaults to ``"all"`` (CSDI's sampling) and ``parameterization`` is CSDI's
+            ``"epsilon"``.
 
         Returns
         -------
@@ -619,9 +630,9 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         if sel == "all":
             return torch.arange(self.n_steps)
         if sel == "uniform":
-            return uniform_steps(self.n_steps, self.target_steps)
+            return uniform_steps(self.n_steps, min(self.target_steps, self.n_steps))
         if sel == "quadratic":
-            return quadratic_steps(self.n_steps, self.target_steps)
+            return quadratic_steps(self.n_steps, min(self.target_steps, self.n_steps))
         learned = getattr(self, "learned_steps_", None)
         if learned is None:
             raise ValueError(

@@ -204,7 +204,9 @@ def imputer_from_csdi(
     arch = {"channels": settings.channels, "n_layers": settings.n_layers, "n_heads": settings.n_heads,
             "n_steps": settings.n_steps, "schedule": settings.schedule, "window": 48,
             # a network trained on the whole chain: step subsets keep its noise levels by default
-            "chain": "respaced", "conditioning": "observed"}
+            "chain": "respaced", "conditioning": "observed", "parameterization": "epsilon",
+            # CSDI's own training and sampling: random targets, every step (fewer: set step_selection)
+            "target_strategy": "random", "step_selection": "all"}
     imp = cls(**{**arch, **params})
     imp._check_params()
     if feature_names is None:
