@@ -129,3 +129,19 @@ def test_imputer_learns_the_scale_and_round_trips(sinusoids, tmp_path):
     assert parameterization_of(eps.model_) == Parameterization()
     with pytest.raises(ValueError, match="parameterization"):
         Imputer(parameterization="x0").fit(X)
+
+
+def test_checkpoint_from_before_the_parameterization_loads_as_noise_prediction(sinusoids, tmp_path):
+    X, _ = sinusoids
+    imp = Imputer(window=24, channels=8, n_layers=1, n_heads=2, max_steps=4, n_samples=2, random_state=0,
+                  parameterization="epsilon", verbose=False).fit(X)
+    imp.save(tmp_path / "new.pt")
+    payload = torch.load(tmp_path / "new.pt", weights_only=True)
+    del payload["params"]["parameterization"]  # what an older release wrote
+    for key in ("parameterization", "sigma_data"):
+        del payload["model_config"][key]
+    torch.save(payload, tmp_path / "old.pt")
+    old = Imputer.load(tmp_path / "old.pt")
+    assert old.parameterization == "epsilon"
+    assert parameterization_of(old.model_) == Parameterization()
+    assert old.transform(X).equals(imp.transform(X))

@@ -98,6 +98,8 @@ def load_imputer(cls, path, device: str | None = None):
 
     payload = read_checkpoint(path)
     params = dict(payload["params"])
+    # checkpoints written before the parameterization existed hold noise-predicting networks
+    params.setdefault("parameterization", payload["model_config"].get("parameterization", "epsilon"))
     if device is not None:
         params["device"] = device
     imp = cls(**params)
