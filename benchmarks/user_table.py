@@ -24,9 +24,11 @@ from tsimpute.benchmark.baselines import make_baseline
 from tsimpute.datasets import load_beijing_multisite
 
 
-def _scores(filled: np.ndarray, truth: np.ndarray, hidden: np.ndarray, std: np.ndarray) -> dict:
+def _scores(filled: np.ndarray, truth: np.ndarray, hidden: np.ndarray, std: np.ndarray, columns) -> dict:
     err = np.abs(filled - truth)
-    return {"mae": float(err[hidden].mean()), "mae_standardised": float((err / std)[hidden].mean())}
+    per_column = {str(c): float(err[hidden[:, j], j].mean()) for j, c in enumerate(columns)}
+    return {"mae": float(err[hidden].mean()), "mae_standardised": float((err / std)[hidden].mean()),
+            "mae_per_column": per_column}
 
 
 def main() -> None:
@@ -51,19 +53,23 @@ def main() -> None:
     t0 = time.perf_counter()
     imp = Imputer(random_state=0, **params)
     filled = imp.fit_transform(X).to_numpy()
-    rows["tsimpute"] = {**_scores(filled, values, hidden, std), "seconds": time.perf_counter() - t0,
+    rows["tsimpute"] = {**_scores(filled, values, hidden, std, df.columns), "seconds": time.perf_counter() - t0,
                         "fit_steps": imp.history_.steps, "window": imp.window_}
     print("tsimpute", rows["tsimpute"], flush=True)
     t0 = time.perf_counter()
     interp = X.interpolate(limit_direction="both").to_numpy()
-    rows["linear interpolation"] = {**_scores(interp, values, hidden, std), "seconds": time.perf_counter() - t0}
+    rows["linear interpolation"] = {**_scores(interp, values, hidden, std, df.columns),
+                                    "seconds": time.perf_counter() - t0}
     for name in ("knn", "iterative"):
         t0 = time.perf_counter()
         rows_x = X.to_numpy()
         out = make_baseline(name, max_rows=10_000).fit(rows_x).predict(rows_x[None])[0]
-        rows[name] = {**_scores(out, values, hidden, std), "seconds": time.perf_counter() - t0}
+        rows[name] = {**_scores(out, values, hidden, std, df.columns), "seconds": time.perf_counter() - t0}
     for name, row in rows.items():
         print(f"{name:22s} MAE {row['mae']:.3f}  standardised {row['mae_standardised']:.4f}  {row['seconds']:.0f} s")
+    print("MAE per column:", *(f"{c}: {rows['tsimpute']['mae_per_column'][str(c)]:.3f} vs interpolation "
+                               f"{rows['linear interpolation']['mae_per_column'][str(c)]:.3f}" for c in df.columns),
+          sep="\n  ")
     if args.out:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
         record = {"command": "python benchmarks/user_table.py " + " ".join(
