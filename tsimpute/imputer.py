@@ -149,8 +149,8 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         interpolation as its median, and training learns only what interpolation misses (see
         :mod:`tsimpute.diffusion.parameterization` and ``benchmarks/results/parameterization.md``).
     channels, n_layers, n_heads : int, default=32, 2, 4
-        Width, residual blocks and attention heads of the denoiser. CSDI's own sizes are 64, 4, 8: as
-        accurate on the quick-start data and 4x slower to train on a CPU
+        Width, residual blocks and attention heads of the denoiser. CSDI's own sizes are 64, 4, 8: no more
+        accurate on the quick-start data, about 3x slower per training step on a CPU
         (``benchmarks/results/parameterization.md``); the benchmark profiles use them for PhysioNet.
     target_strategy : {"random", "hist", "mix"}, default="mix"
         How observed entries are hidden during training (CSDI): ``random`` hides a uniform fraction of each
