@@ -175,13 +175,11 @@ class _WindowEps:
     def __call__(self, x_t: torch.Tensor, t: int) -> torch.Tensor:
         b, k, l = self.cond.shape
         n = x_t.shape[0] // b
-        ab = self.alpha_bar.get(t)
-        noisy = self.param.network_input(x_t, self.base, ab)
+        noisy, readout = self.param.precondition(x_t, self.base, self.alpha_bar.get(t))
         inp = torch.empty((n, b, k, l, 2), dtype=x_t.dtype, device=x_t.device)
         inp[..., 0] = self.cond_values
         torch.mul(noisy.view(n, b, k, l), self.free, out=inp[..., 1])
-        out = parallel_forward(self.net, inp, self.steps[t], self.side, self.threads)
-        return self.param.eps(out, x_t, self.base, ab)
+        return readout(parallel_forward(self.net, inp, self.steps[t], self.side, self.threads))
 
 
 @torch.no_grad()

@@ -152,9 +152,8 @@ def denoising_loss(
     param = parameterization_of(model)
     base = param.base(batch.values, cond_mask)
     ab = alpha_bar.to(x_t.device).view(-1, *(1,) * (x_t.dim() - 1))
-    noisy = param.network_input(x_t, base, ab)
-    out = model(model_input(batch.values, cond_mask, noisy, conditioning_of(model)), t, side)
-    eps_pred = param.eps(out, x_t, base, ab)
+    noisy, readout = param.precondition(x_t, base, ab)
+    eps_pred = readout(model(model_input(batch.values, cond_mask, noisy, conditioning_of(model)), t, side))
     return masked_eps_mse(eps_pred, eps, batch.observed - cond_mask, weight=weight, reduction=reduction)
 
 

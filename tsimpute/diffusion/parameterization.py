@@ -26,6 +26,7 @@ weights and samplers are unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +34,7 @@ import torch
 from .conditioning import interpolate_given
 
 PARAMETERIZATIONS = ("epsilon", "residual")
+Readout = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -59,27 +61,31 @@ class Parameterization:
             return None
         return interpolate_given(values * cond_mask, cond_mask)
 
-    def _residual(self, x_t: torch.Tensor, base: torch.Tensor, alpha_bar) -> tuple[torch.Tensor, torch.Tensor]:
-        """``r_t = x_t - sqrt(abar) b`` and its variance ``v``, in float32."""
+    def precondition(self, x_t: torch.Tensor, base: torch.Tensor | None, alpha_bar) -> tuple[torch.Tensor, Readout]:
+        """What the network sees of the noisy state, and the map from its output to the predicted noise.
+
+        ``"epsilon"``: ``x_t`` and ``out -> out``. ``"residual"``: ``r_t / sqrt(v)`` and
+        ``out -> sqrt(1 - abar) / v * r_t - sigma_data sqrt(abar / v) * out``. The residual is computed once
+        for both (the sampler calls this at every step); ``base`` is broadcast over the samples folded in
+        front of ``x_t`` without a copy. The noise is float32.
+        """
+        if self.kind == "epsilon":
+            return x_t, lambda out: out.float()
         n = x_t.shape[0] // base.shape[0]
-        base = base.float().repeat(n, *(1,) * (base.dim() - 1)) if n > 1 else base.float()
         ab = torch.as_tensor(alpha_bar, dtype=torch.float32, device=x_t.device)
-        return x_t.float() - ab.sqrt() * base, 1.0 - ab + ab * self.sigma_data**2
+        root = ab.sqrt().reshape(n, -1, *(1,) * (base.dim() - 1)) if ab.dim() else ab.sqrt()
+        r = (x_t.float().view(n, *base.shape) - root * base.float()).view(x_t.shape)
+        var = 1.0 - ab + ab * self.sigma_data**2
+        along_r, along_out = (1.0 - ab).sqrt() / var * r, self.sigma_data * (ab / var).sqrt()
+        return (r / var.sqrt()).to(x_t.dtype), lambda out: along_r - along_out * out.float()
 
     def network_input(self, x_t: torch.Tensor, base: torch.Tensor | None, alpha_bar) -> torch.Tensor:
-        """What the network sees of the noisy state: ``x_t`` (epsilon) or ``r_t / sqrt(v)`` (residual)."""
-        if self.kind == "epsilon":
-            return x_t
-        r, var = self._residual(x_t, base, alpha_bar)
-        return (r / var.sqrt()).to(x_t.dtype)
+        """What the network sees of the noisy state (see :meth:`precondition`)."""
+        return self.precondition(x_t, base, alpha_bar)[0]
 
     def eps(self, out: torch.Tensor, x_t: torch.Tensor, base: torch.Tensor | None, alpha_bar) -> torch.Tensor:
-        """The predicted noise from the network's output ``out`` (same shape as ``x_t``), in float32."""
-        if self.kind == "epsilon":
-            return out.float()
-        r, var = self._residual(x_t, base, alpha_bar)
-        ab = torch.as_tensor(alpha_bar, dtype=torch.float32, device=x_t.device)
-        return (1.0 - ab).sqrt() / var * r - self.sigma_data * (ab / var).sqrt() * out.float()
+        """The predicted noise from the network's output ``out`` (see :meth:`precondition`), in float32."""
+        return self.precondition(x_t, base, alpha_bar)[1](out)
 
 
 def parameterization_of(model: torch.nn.Module) -> Parameterization:
