@@ -153,3 +153,29 @@ def test_impute_windows_bf16_close_to_fp32_and_default_batch():
     assert gap < 0.05
     assert resolve_precision("auto", "cpu") in ("fp32", "bf16")
     assert isinstance(tune_cpu_allocator(), bool)
+
+
+def test_time_convolution_is_optional_and_reaches_neighbours_only_through_time():
+    plain = CSDIDenoiser(CSDIConfig(n_features=5, channels=16, n_layers=2, n_heads=2, ff_dim=16))
+    assert not any("time_conv" in name for name in plain.state_dict())  # CSDI's layout: published weights load
+    model = small_model(time_kernel=3)
+    assert model.blocks[0].time_conv.kernel_size == (3,)
+    x, cond = inputs()
+    side = model.encode_side(cond)
+    with torch.no_grad():
+        ref = model(x, 5, side)
+        folded = model(x, 5, side)  # samples folded in front of the windows, as in sampling
+        bf16 = inference_model(model, "bf16")(x, 5, [s.bfloat16() for s in side]).float()
+    torch.testing.assert_close(folded, ref)
+    assert ref.shape == (6, 5, 12)
+    torch.testing.assert_close(bf16, ref, atol=0.1, rtol=0.1)
+    # the convolution acts along time: with attention and features switched off, a change at one time
+    # step moves the output only within the kernel's reach per block
+    for blk in model.blocks:
+        blk.time_layer.forward = lambda y, seq_dim: y
+        blk.feature_layer.forward = lambda y, seq_dim: y
+    x2 = x.clone()
+    x2[:, :, 0, 1] += 1.0
+    with torch.no_grad():
+        moved = (model(x2, 5, side) - model(x, 5, side)).abs().amax(dim=(0, 1))
+    assert bool((moved[:3] > 0).all()) and bool((moved[3:] == 0).all())  # 2 blocks of width 3: 2 steps away

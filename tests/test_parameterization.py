@@ -6,8 +6,14 @@ import pytest
 import torch
 
 from tsimpute import Imputer
-from tsimpute.diffusion.conditioning import interpolate_given
-from tsimpute.diffusion.parameterization import Parameterization, interpolation_error_scale, parameterization_of
+from tsimpute.diffusion.conditioning import gap_distance, interpolate_given
+from tsimpute.diffusion.parameterization import (
+    GAP_BINS,
+    Parameterization,
+    interpolation_error_scale,
+    interpolation_error_table,
+    parameterization_of,
+)
 from tsimpute.diffusion.schedules import NoiseSchedule
 from tsimpute.inference import impute_windows
 from tsimpute.models import CSDIConfig, CSDIDenoiser
@@ -145,3 +151,63 @@ def test_checkpoint_from_before_the_parameterization_loads_as_noise_prediction(s
     assert old.parameterization == "epsilon"
     assert parameterization_of(old.model_) == Parameterization()
     assert old.transform(X).equals(imp.transform(X))
+
+
+def test_gap_distance_is_the_brownian_bridge_variance_of_each_gap():
+    given = torch.tensor([[1, 0, 1, 0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0, 0]], dtype=torch.float32)
+    d = gap_distance(given)
+    torch.testing.assert_close(d[0], torch.tensor([0, 0.5, 0, 0.75, 1.0, 0.75, 0, 1, 2]))
+    assert bool((d[1] == 9).all())  # nothing given in the row: the window length
+
+
+def test_scale_table_gives_each_entry_the_scale_of_its_feature_and_gap():
+    table = [[0.1 + 0.01 * j for j in range(len(GAP_BINS) + 1)], [1.0 + j for j in range(len(GAP_BINS) + 1)]]
+    p = Parameterization("residual", 0.5, tuple(map(tuple, table)))
+    cond = torch.ones(1, 2, 9)
+    cond[0, :, [1, 3, 4, 5]] = 0  # a single missing entry (distance 1/2) and a gap of three (3/4, 1, 3/4)
+    scale = p.scale(cond)
+    assert scale.shape == cond.shape
+    assert scale[0, 0, 1] == pytest.approx(0.10) and scale[0, 1, 1] == pytest.approx(1.0)
+    assert scale[0, 0, 3] == pytest.approx(0.11) and scale[0, 0, 4] == pytest.approx(0.12)
+    assert Parameterization("residual", 0.5).scale(cond) is None
+    with pytest.raises(ValueError, match="features"):
+        p.scale(torch.ones(1, 3, 9))
+    with pytest.raises(ValueError, match="sigma_table"):
+        Parameterization("residual", 0.5, ((1.0, 2.0),))
+    # a per-entry scale is the scalar formulas entry by entry: a constant table equals one sigma_data
+    g = torch.Generator().manual_seed(0)
+    x_t, base = torch.randn(3, 2, 9, generator=g), torch.randn(1, 2, 9, generator=g)
+    out = torch.randn(3, 2, 9, generator=g)
+    flat = Parameterization("residual", 0.3, ((0.3,) * (len(GAP_BINS) + 1),) * 2)
+    torch.testing.assert_close(flat.eps(out, x_t, base, 0.6, flat.scale(cond)),
+                               Parameterization("residual", 0.3).eps(out, x_t, base, 0.6))
+
+
+def test_error_table_per_feature_and_gap_and_its_fallback():
+    g = torch.Generator().manual_seed(0)
+    values = torch.cumsum(torch.randn(64, 2, 32, generator=g), -1) * torch.tensor([0.1, 1.0]).view(1, 2, 1)
+    observed = torch.ones_like(values)
+    cond = (torch.rand(values.shape, generator=g) > 0.6).float()
+    table = torch.tensor(interpolation_error_table(values, observed, cond))
+    assert table.shape == (2, len(GAP_BINS) + 1)
+    assert bool((table[1, :4] > 5 * table[0, :4]).all())  # the noisier feature has the larger scale
+    assert float(table[1, 0]) < float(table[1, 6])  # interpolation's error grows with the gap (random walk)
+    # no hidden entry at all: every bin falls back to 1
+    assert interpolation_error_table(values, observed, observed) == [[1.0] * (len(GAP_BINS) + 1)] * 2
+
+
+def test_gap_scale_imputer_round_trips(sinusoids, tmp_path):
+    X, _ = sinusoids
+    imp = Imputer(window=24, channels=8, n_layers=1, n_heads=2, max_steps=4, n_samples=2, random_state=0,
+                  residual_scale="gap", time_kernel=3, verbose=False).fit(X)
+    p = parameterization_of(imp.model_)
+    assert p.sigma_table is not None and len(p.sigma_table) == X.shape[1]
+    out = imp.transform(X)
+    assert not out.isna().any().any()
+    imp.save(tmp_path / "m.pt")
+    again = Imputer.load(tmp_path / "m.pt")
+    assert parameterization_of(again.model_) == p and again.model_.config.time_kernel == 3
+    assert again.transform(X).equals(out)
+    for bad in ({"residual_scale": "cell"}, {"time_kernel": 4}, {"time_kernel": -1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            Imputer(**bad).fit(X)

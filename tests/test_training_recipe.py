@@ -173,3 +173,17 @@ def test_training_length_parameters_are_checked(sinusoids):
             Imputer(**{**TINY, **bad}).fit(X)
     imp = Imputer(**{**TINY, "epochs": None, "max_steps": 5}, random_state=0).fit(X)
     assert imp.history_.steps == 5
+
+
+def test_training_steps_uniform_or_dense_at_low_noise():
+    from tsimpute.diffusion.losses import draw_training_steps
+
+    g = torch.Generator().manual_seed(0)
+    uniform = draw_training_steps(50, 20000, "uniform", g)
+    low = draw_training_steps(50, 20000, "low", g)
+    for t in (uniform, low):
+        assert t.dtype == torch.long and int(t.min()) == 0 and int(t.max()) == 49
+    assert abs(float((uniform < 12.5).float().mean()) - 0.25) < 0.02
+    assert abs(float((low < 12.5).float().mean()) - 0.5) < 0.02  # P(t < T/4) = 1/2
+    with pytest.raises(ValueError, match="noise_levels"):
+        draw_training_steps(50, 4, "high")

@@ -99,7 +99,12 @@ def load_imputer(cls, path, device: str | None = None):
     payload = read_checkpoint(path)
     params = dict(payload["params"])
     # checkpoints written before the parameterization existed hold noise-predicting networks
-    params.setdefault("parameterization", payload["model_config"].get("parameterization", "epsilon"))
+    config = payload["model_config"]
+    params.setdefault("parameterization", config.get("parameterization", "epsilon"))
+    # and before the per-entry residual scale and the time convolution
+    params.setdefault("residual_scale", "gap" if config.get("sigma_table") is not None else "global")
+    params.setdefault("time_kernel", config.get("time_kernel", 0))
+    params.setdefault("noise_levels", "uniform")
     if device is not None:
         params["device"] = device
     imp = cls(**params)

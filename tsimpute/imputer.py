@@ -16,7 +16,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import checkpoint
 from .diffusion.conditioning import CONDITIONINGS
-from .diffusion.parameterization import PARAMETERIZATIONS, interpolation_error_scale
+from .diffusion.losses import NOISE_LEVELS
+from .diffusion.parameterization import PARAMETERIZATIONS, interpolation_error_scale, interpolation_error_table
 from .diffusion.samplers import SAMPLERS
 from .diffusion.schedules import (
     CHAIN_SEMANTICS,
@@ -148,14 +149,26 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         size (learned in ``fit`` as ``model_.config.sigma_data``): an untrained network already returns the
         interpolation as its median, and training learns only what interpolation misses (see
         :mod:`tsimpute.diffusion.parameterization` and ``benchmarks/results/parameterization.md``).
+    residual_scale : {"gap", "global"}, default="gap"
+        The size of interpolation's error that the ``residual`` parameterization assumes: ``global``, one
+        number; ``gap``, one per column and per distance from the given values, measured in ``fit``
+        (``model_.config.sigma_table``): a single missing hour of a smooth column is many times more precise
+        than a long gap in a noisy one.
     channels, n_layers, n_heads : int, default=32, 2, 4
         Width, residual blocks and attention heads of the denoiser. CSDI's own sizes are 64, 4, 8: no more
         accurate on the quick-start data, about 3x slower per training step on a CPU
         (``benchmarks/results/parameterization.md``); the benchmark profiles use them for PhysioNet.
+    time_kernel : int, default=5
+        Width of a convolution along time added to every residual block (odd; 0: none, as in CSDI). Gives the
+        network the local filters that attention over time learns slowly (``benchmarks/results/gap_scale.md``).
     target_strategy : {"random", "hist", "mix"}, default="mix"
         How observed entries are hidden during training (CSDI): ``random`` hides a uniform fraction of each
         window, ``hist`` another window's missing pattern, ``mix`` either at random (more accurate than
         ``random`` in ``benchmarks/results/parameterization.md``).
+    noise_levels : {"uniform", "low"}, default="uniform"
+        How training draws its diffusion steps: ``uniform`` as CSDI, or ``low``, half of them in the lowest
+        quarter of the steps, where the residual of the ``residual`` parameterization is learned (better on
+        the Beijing table, worse on the quick-start data: ``benchmarks/results/gap_scale.md``).
     n_samples : int, default=50
         Samples drawn per gap; ``transform`` returns their median.
     sampler : {"ddpm", "ddim"}, default="ddpm"
@@ -255,10 +268,13 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         ema_decay: float | None = 0.995,
         conditioning: str = "interpolated",
         parameterization: str = "residual",
+        residual_scale: str = "gap",
         channels: int = 32,
         n_layers: int = 2,
         n_heads: int = 4,
+        time_kernel: int = 5,
         target_strategy: str = "mix",
+        noise_levels: str = "uniform",
         n_samples: int = 50,
         sampler: str = "ddpm",
         eta: float = 0.0,
@@ -289,10 +305,13 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.ema_decay = ema_decay
         self.conditioning = conditioning
         self.parameterization = parameterization
+        self.residual_scale = residual_scale
         self.channels = channels
         self.n_layers = n_layers
         self.n_heads = n_heads
+        self.time_kernel = time_kernel
         self.target_strategy = target_strategy
+        self.noise_levels = noise_levels
         self.n_samples = n_samples
         self.sampler = sampler
         self.eta = eta
@@ -348,6 +367,8 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             "precision": PRECISIONS,
             "conditioning": CONDITIONINGS,
             "parameterization": PARAMETERIZATIONS,
+            "residual_scale": ("global", "gap"),
+            "noise_levels": NOISE_LEVELS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -373,6 +394,9 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not (isinstance(self.mask_lr, numbers.Real) and self.mask_lr > 0):
             raise ValueError(f"mask_lr must be a positive number, got {self.mask_lr!r}")
+        if (not isinstance(self.time_kernel, numbers.Integral) or isinstance(self.time_kernel, bool)
+                or self.time_kernel < 0 or (self.time_kernel and self.time_kernel % 2 == 0)):
+            raise ValueError(f"time_kernel must be 0 or an odd positive integer, got {self.time_kernel!r}")
         if self.channels % self.n_heads:
             raise ValueError(f"channels ({self.channels}) must be divisible by n_heads ({self.n_heads})")
         _resolve_device(self.device)
@@ -430,15 +454,18 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         with _seeded_torch(fit_seed, self.device_):
             generator = torch.Generator(device=self.device_).manual_seed(fit_seed)
             train = _EpochWindows(self, train_series, gen_np)
-            sigma_data = 1.0
+            sigma_data, sigma_table = 1.0, None
             if self.parameterization == "residual":
                 cond = conditional_mask(train.observed, self.target_strategy, patterns=train.observed,
                                         generator=torch.Generator(device=self.device_).manual_seed(fit_seed + 1))
                 sigma_data = interpolation_error_scale(train.values, train.observed, cond)
+                if self.residual_scale == "gap":
+                    sigma_table = interpolation_error_table(train.values, train.observed, cond)
             config = CSDIConfig(
                 n_features=len(self._modelled()), n_steps=self.n_steps, channels=self.channels,
                 n_layers=self.n_layers, n_heads=self.n_heads, ff_dim=self.channels, conditioning=self.conditioning,
-                parameterization=self.parameterization, sigma_data=sigma_data,
+                parameterization=self.parameterization, sigma_data=sigma_data, sigma_table=sigma_table,
+                time_kernel=self.time_kernel,
             )
             model = CSDIDenoiser(config)
             self.model_ = model.to(self.device_)
@@ -495,8 +522,8 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             ``random_state``...). Architecture parameters must match the weights: a mismatch raises a
             ValueError naming the first tensor that does not fit. ``chain`` defaults to ``"respaced"``
             here: the network was trained on the whole chain, whose noise levels step subsets then keep;
-            ``step_selection`` defaults to ``"all"`` (CSDI's sampling) and ``parameterization`` is CSDI's
-            ``"epsilon"``.
+            ``step_selection`` defaults to ``"all"`` (CSDI's sampling), ``parameterization`` is CSDI's
+            ``"epsilon"`` and ``time_kernel`` 0 (CSDI's network).
 
         Returns
         -------
@@ -528,7 +555,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             epochs=self.epochs, max_steps=self.max_steps, max_time=self.max_time, eval_every=eval_every,
             batch_size=self.batch_size, lr=self.lr, target_strategy=self.target_strategy, patience=self.patience,
             precision=self.precision, verbose=self.verbose, lr_schedule="cosine", warmup=0.05,
-            ema_decay=self.ema_decay,
+            ema_decay=self.ema_decay, noise_levels=self.noise_levels,
         )
 
     def _holdout_score(self, data: WindowSet, seed: int) -> HoldoutScore | None:

@@ -166,6 +166,7 @@ class _WindowEps:
         self.free = 1 - cond
         self.param = parameterization or Parameterization()
         self.base = self.param.base(values, cond)
+        self.scale = self.param.scale(cond)
         if self.base is not None and alpha_bar is None:
             raise ValueError("the residual parameterization needs the signal level of every kept step")
         self.alpha_bar = alpha_bar or {}
@@ -175,7 +176,7 @@ class _WindowEps:
     def __call__(self, x_t: torch.Tensor, t: int) -> torch.Tensor:
         b, k, l = self.cond.shape
         n = x_t.shape[0] // b
-        noisy, readout = self.param.precondition(x_t, self.base, self.alpha_bar.get(t))
+        noisy, readout = self.param.precondition(x_t, self.base, self.alpha_bar.get(t), self.scale)
         inp = torch.empty((n, b, k, l, 2), dtype=x_t.dtype, device=x_t.device)
         inp[..., 0] = self.cond_values
         torch.mul(noisy.view(n, b, k, l), self.free, out=inp[..., 1])

@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .diffusion.conditioning import conditional_values, conditioning_of
-from .diffusion.losses import masked_eps_mse
+from .diffusion.losses import draw_training_steps, masked_eps_mse
 from .diffusion.parameterization import parameterization_of
 from .diffusion.schedules import NoiseSchedule, add_noise
 from .diffusion.targets import conditional_mask
@@ -63,6 +63,7 @@ class TrainConfig:
     ``"cosine"`` (linear warm-up over ``warmup`` of training, then cosine decay to zero). Progress is the
     larger of the fractions of ``max_steps`` (or ``epochs``) and ``max_time`` used. ``ema_decay``: keep an
     exponential moving average of the weights, evaluated and returned in place of the raw weights.
+    ``noise_levels``: how training steps are drawn (:func:`~tsimpute.diffusion.losses.draw_training_steps`).
     """
 
     epochs: int | None = 100
@@ -80,6 +81,7 @@ class TrainConfig:
     lr_schedule: str = "multistep"
     warmup: float = 0.0
     ema_decay: float | None = None
+    noise_levels: str = "uniform"
 
 
 LR_SCHEDULES = ("multistep", "cosine")
@@ -152,7 +154,7 @@ def denoising_loss(
     param = parameterization_of(model)
     base = param.base(batch.values, cond_mask)
     ab = alpha_bar.to(x_t.device).view(-1, *(1,) * (x_t.dim() - 1))
-    noisy, readout = param.precondition(x_t, base, ab)
+    noisy, readout = param.precondition(x_t, base, ab, param.scale(cond_mask))
     eps_pred = readout(model(model_input(batch.values, cond_mask, noisy, conditioning_of(model)), t, side))
     return masked_eps_mse(eps_pred, eps, batch.observed - cond_mask, weight=weight, reduction=reduction)
 
@@ -321,7 +323,7 @@ def train_denoiser(
             cond = draw_targets(batch, config.target_strategy, patterns, generator)
             with autocast(device, config.precision):
                 if loss_hook is None:
-                    t = torch.randint(schedule.n_steps, (len(batch),), generator=generator, device=device)
+                    t = draw_training_steps(schedule.n_steps, len(batch), config.noise_levels, generator, device)
                     loss = denoising_loss(model, batch, cond, t, ac[t], generator)
                 else:
                     loss = loss_hook(model, batch, cond, epoch, epoch + it / n_batches)

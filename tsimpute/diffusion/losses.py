@@ -1,8 +1,27 @@
-"""The denoising objective: noise MSE on target entries only (METHOD.md §3)."""
+"""The denoising objective: noise MSE on target entries only (METHOD.md §3), and the steps it is drawn at."""
 
 from __future__ import annotations
 
 import torch
+
+NOISE_LEVELS = ("uniform", "low")
+
+
+def draw_training_steps(n_steps: int, size: int, levels: str = "uniform", generator: torch.Generator | None = None,
+                        device: torch.device | str | None = None) -> torch.Tensor:
+    """Steps ``t`` in ``0..n_steps-1`` at which to noise ``size`` training windows.
+
+    ``"uniform"``: every step equally likely (CSDI, METHOD.md §3). ``"low"``: ``t = floor(T u^2)`` with ``u``
+    uniform, so that ``P(t < k) = sqrt(k / T)``: half the draws fall in the lowest quarter of the steps, the
+    low noise levels where a residual of interpolation's size is not yet drowned
+    (``benchmarks/results/gap_scale.md``). Every step keeps a positive probability.
+    """
+    if levels == "uniform":
+        return torch.randint(n_steps, (size,), generator=generator, device=device)
+    if levels == "low":
+        u = torch.rand(size, generator=generator, device=device)
+        return (n_steps * u.square()).long().clamp(max=n_steps - 1)
+    raise ValueError(f"noise_levels must be one of {NOISE_LEVELS}, got {levels!r}")
 
 
 def masked_eps_mse(

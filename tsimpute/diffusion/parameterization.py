@@ -20,6 +20,11 @@ parameterization maps the state to what the network sees and the network's outpu
     interpolation's typical error, whose median is the interpolation. Training only has to learn what the
     interpolation misses, so an early, under-trained network already imputes as well as interpolation.
 
+    ``sigma_data`` is one number, or (``sigma_table``) a scale per feature and per distance from the given
+    entries (:data:`GAP_BINS` of :func:`~tsimpute.diffusion.conditioning.gap_distance`): interpolation's
+    error on a single missing hour of a smooth column is many times smaller than in a long gap of a noisy
+    one, and every formula above holds entry by entry.
+
 The training objective stays the noise MSE of METHOD.md §3 (written in ``eps``), so step masks, loss
 weights and samplers are unchanged.
 """
@@ -31,9 +36,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .conditioning import interpolate_given
+from .conditioning import gap_distance, interpolate_given
 
 PARAMETERIZATIONS = ("epsilon", "residual")
+# bins of the gap distance (gap_distance: 1/2 for a single missing entry) for a scale table per feature
+GAP_BINS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0)
 Readout = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -43,17 +50,23 @@ class Parameterization:
 
     ``alpha_bar`` arguments are floats or tensors broadcastable to the state (e.g. ``(N, 1, 1)``); ``base``
     is the first guess ``(B, K, L)`` of the windows, broadcast over samples folded in front of ``x_t``
-    (``N = n_samples * B``); it is ``None`` for ``"epsilon"``.
+    (``N = n_samples * B``); it is ``None`` for ``"epsilon"``. ``sigma_table`` (K rows of ``len(GAP_BINS) + 1``
+    scales), when given, replaces ``sigma_data`` by a scale per entry (:meth:`scale`).
     """
 
     kind: str = "epsilon"
     sigma_data: float = 1.0
+    sigma_table: tuple[tuple[float, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in PARAMETERIZATIONS:
             raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, got {self.kind!r}")
         if not self.sigma_data > 0:
             raise ValueError(f"sigma_data must be positive, got {self.sigma_data!r}")
+        if self.sigma_table is not None:
+            table = torch.as_tensor(self.sigma_table, dtype=torch.float32)
+            if table.dim() != 2 or table.shape[1] != len(GAP_BINS) + 1 or not bool((table > 0).all()):
+                raise ValueError(f"sigma_table must hold positive scales, one row of {len(GAP_BINS) + 1} per feature")
 
     def base(self, values: torch.Tensor, cond_mask: torch.Tensor) -> torch.Tensor | None:
         """The first guess of windows ``values (B, K, L)`` given ``cond_mask``: their interpolation, or None."""
@@ -61,37 +74,58 @@ class Parameterization:
             return None
         return interpolate_given(values * cond_mask, cond_mask)
 
-    def precondition(self, x_t: torch.Tensor, base: torch.Tensor | None, alpha_bar) -> tuple[torch.Tensor, Readout]:
+    def scale(self, cond_mask: torch.Tensor) -> torch.Tensor | None:
+        """The residual scale of every entry of windows ``cond_mask (B, K, L)``, or None (one ``sigma_data``)."""
+        if self.kind == "epsilon" or self.sigma_table is None:
+            return None
+        table = torch.as_tensor(self.sigma_table, dtype=torch.float32, device=cond_mask.device)
+        if table.shape[0] != cond_mask.shape[-2]:
+            raise ValueError(f"sigma_table has {table.shape[0]} features, the windows {cond_mask.shape[-2]}")
+        edges = torch.as_tensor(GAP_BINS, dtype=torch.float32, device=cond_mask.device)
+        bins = torch.bucketize(gap_distance(cond_mask), edges)
+        return table.expand(*cond_mask.shape[:-1], -1).gather(-1, bins)
+
+    def precondition(self, x_t: torch.Tensor, base: torch.Tensor | None, alpha_bar,
+                     scale: torch.Tensor | None = None) -> tuple[torch.Tensor, Readout]:
         """What the network sees of the noisy state, and the map from its output to the predicted noise.
 
         ``"epsilon"``: ``x_t`` and ``out -> out``. ``"residual"``: ``r_t / sqrt(v)`` and
-        ``out -> sqrt(1 - abar) / v * r_t - sigma_data sqrt(abar / v) * out``. The residual is computed once
-        for both (the sampler calls this at every step); ``base`` is broadcast over the samples folded in
-        front of ``x_t`` without a copy. The noise is float32.
+        ``out -> sqrt(1 - abar) / v * r_t - sigma_data sqrt(abar / v) * out``, with ``sigma_data`` replaced
+        entry by entry by ``scale`` (``(B, K, L)``, from :meth:`scale`) when given. The residual is computed
+        once for both (the sampler calls this at every step); ``base`` and ``scale`` are broadcast over the
+        samples folded in front of ``x_t`` without a copy. The noise is float32.
         """
         if self.kind == "epsilon":
             return x_t, lambda out: out.float()
         n = x_t.shape[0] // base.shape[0]
+        shape = (n, *base.shape)
         ab = torch.as_tensor(alpha_bar, dtype=torch.float32, device=x_t.device)
-        root = ab.sqrt().reshape(n, -1, *(1,) * (base.dim() - 1)) if ab.dim() else ab.sqrt()
-        r = (x_t.float().view(n, *base.shape) - root * base.float()).view(x_t.shape)
-        var = 1.0 - ab + ab * self.sigma_data**2
-        along_r, along_out = (1.0 - ab).sqrt() / var * r, self.sigma_data * (ab / var).sqrt()
-        return (r / var.sqrt()).to(x_t.dtype), lambda out: along_r - along_out * out.float()
+        if ab.dim():
+            ab = ab.reshape(n, -1, *(1,) * (base.dim() - 1))
+        sd = self.sigma_data if scale is None else scale.float()
+        r = x_t.float().view(shape) - ab.sqrt() * base.float()
+        var = 1.0 - ab + ab * sd**2
+        along_r, along_out = (1.0 - ab).sqrt() / var * r, sd * (ab / var).sqrt()
+        noisy = (r / var.sqrt()).view(x_t.shape).to(x_t.dtype)
+        return noisy, lambda out: (along_r - along_out * out.float().view(shape)).view(x_t.shape)
 
-    def network_input(self, x_t: torch.Tensor, base: torch.Tensor | None, alpha_bar) -> torch.Tensor:
+    def network_input(self, x_t: torch.Tensor, base: torch.Tensor | None, alpha_bar,
+                      scale: torch.Tensor | None = None) -> torch.Tensor:
         """What the network sees of the noisy state (see :meth:`precondition`)."""
-        return self.precondition(x_t, base, alpha_bar)[0]
+        return self.precondition(x_t, base, alpha_bar, scale)[0]
 
-    def eps(self, out: torch.Tensor, x_t: torch.Tensor, base: torch.Tensor | None, alpha_bar) -> torch.Tensor:
+    def eps(self, out: torch.Tensor, x_t: torch.Tensor, base: torch.Tensor | None, alpha_bar,
+            scale: torch.Tensor | None = None) -> torch.Tensor:
         """The predicted noise from the network's output ``out`` (see :meth:`precondition`), in float32."""
-        return self.precondition(x_t, base, alpha_bar)[1](out)
+        return self.precondition(x_t, base, alpha_bar, scale)[1](out)
 
 
 def parameterization_of(model: torch.nn.Module) -> Parameterization:
     """The parameterization a denoiser was built for (its ``config``; ``"epsilon"`` if it has none)."""
     cfg = getattr(model, "config", None)
-    return Parameterization(getattr(cfg, "parameterization", "epsilon"), float(getattr(cfg, "sigma_data", 1.0)))
+    table = getattr(cfg, "sigma_table", None)
+    return Parameterization(getattr(cfg, "parameterization", "epsilon"), float(getattr(cfg, "sigma_data", 1.0)),
+                            None if table is None else tuple(tuple(float(v) for v in row) for row in table))
 
 
 @torch.no_grad()
@@ -110,3 +144,29 @@ def interpolation_error_scale(values: torch.Tensor, observed: torch.Tensor, cond
         return 1.0
     err = (interpolate_given(values * cond_mask, cond_mask) - values) * target
     return max(float(err.pow(2).sum() / n) ** 0.5, floor)
+
+
+@torch.no_grad()
+def interpolation_error_table(values: torch.Tensor, observed: torch.Tensor, cond_mask: torch.Tensor,
+                              floor: float = 1e-2, prior: float = 30.0) -> list[list[float]]:
+    """RMS error of linear interpolation per feature and per bin of distance from the given entries.
+
+    Same inputs as :func:`interpolation_error_scale`; returns K rows of ``len(GAP_BINS) + 1`` scales (the
+    ``sigma_table`` of the ``"residual"`` parameterization). Each bin's mean squared error is shrunk
+    towards its feature's over all bins with the weight of ``prior`` entries, so that a bin with few or no
+    hidden entries falls back to the feature's scale; at least ``floor``.
+    """
+    target = (observed - cond_mask).clamp(min=0)
+    k = values.shape[-2]
+    edges = torch.as_tensor(GAP_BINS, dtype=torch.float32, device=values.device)
+    bins = torch.bucketize(gap_distance(cond_mask), edges)
+    sq = (interpolate_given(values * cond_mask, cond_mask) - values).float().pow(2) * target
+    n_bins = len(GAP_BINS) + 1
+    flat = lambda x: x.transpose(0, -2).reshape(k, -1)  # noqa: E731  (K, everything else)
+    index = flat(bins)
+    sums = torch.zeros(k, n_bins, device=values.device).scatter_add_(1, index, flat(sq))
+    counts = torch.zeros(k, n_bins, device=values.device).scatter_add_(1, index, flat(target.float()))
+    pooled = sums.sum(1, keepdim=True) / counts.sum(1, keepdim=True).clamp(min=1)
+    pooled = torch.where(counts.sum(1, keepdim=True) > 0, pooled, torch.ones_like(pooled))
+    table = ((sums + prior * pooled) / (counts + prior)).sqrt().clamp(min=floor)
+    return table.cpu().tolist()

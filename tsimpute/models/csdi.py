@@ -38,6 +38,8 @@ class CSDIConfig:
     conditioning: str = "observed"  # the conditional input channel, see tsimpute.diffusion.conditioning
     parameterization: str = "epsilon"  # what the output means, see tsimpute.diffusion.parameterization
     sigma_data: float = 1.0  # scale of the residuals, for the "residual" parameterization
+    sigma_table: list | None = None  # residual scale per feature and gap distance (overrides sigma_data)
+    time_kernel: int = 0  # width of a convolution along time in every block (0: none, as CSDI)
 
     @property
     def side_dim(self) -> int:
@@ -65,6 +67,8 @@ class ResidualBlock(nn.Module):
         self.output_projection = nn.Linear(c, 2 * c)
         self.time_layer = TransformerLayer(c, cfg.n_heads, cfg.ff_dim, cfg.dropout)
         self.feature_layer = TransformerLayer(c, cfg.n_heads, cfg.ff_dim, cfg.dropout)
+        k = cfg.time_kernel
+        self.time_conv = nn.Conv1d(c, c, k, padding=k // 2) if k else None
 
     def forward(self, x: torch.Tensor, step_emb: torch.Tensor, side: torch.Tensor, skip: torch.Tensor | None = None):
         """``x (N, K, L, C)``, ``step_emb (N or 1, E)``, ``side (B, K, L, 2C)`` with N a multiple of B (from
@@ -76,6 +80,8 @@ class ResidualBlock(nn.Module):
         y = x + self.diffusion_projection(step_emb)[:, None, None, :]
         fused = (self.time_layer.fused(y, l) and self.feature_layer.fused(y, k) and side.dtype == y.dtype
                  and (skip is None or skip.dtype == y.dtype))
+        if self.time_conv is not None:
+            y = y + self.time_conv(y.reshape(n * k, l, c).transpose(1, 2)).transpose(1, 2).reshape(n, k, l, c)
         if l > 1:
             y = self.time_layer(y, seq_dim=2)
         if k > 1:
