@@ -208,6 +208,6 @@ def test_gap_scale_imputer_round_trips(sinusoids, tmp_path):
     again = Imputer.load(tmp_path / "m.pt")
     assert parameterization_of(again.model_) == p and again.model_.config.time_kernel == 3
     assert again.transform(X).equals(out)
-    for bad in ({"residual_scale": "cell"}, {"time_kernel": 4}, {"time_kernel": -1}):
+    for bad in ({"residual_scale": "cell"}, {"time_kernel": 4}, {"time_kernel": -1}, {"noise_levels": "high"}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             Imputer(**bad).fit(X)
