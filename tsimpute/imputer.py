@@ -168,7 +168,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     noise_levels : {"uniform", "low"}, default="uniform"
         How training draws its diffusion steps: ``uniform`` as CSDI, or ``low``, half of them in the lowest
         quarter of the steps, where the residual of the ``residual`` parameterization is learned (better on
-        the Beijing table, worse on the quick-start data: ``benchmarks/results/gap_scale.md``).
+        the Beijing table, worse on PhysioNet and the quick-start data: ``benchmarks/results/gap_scale.md``).
     n_samples : int, default=50
         Samples drawn per gap; ``transform`` returns their median.
     sampler : {"ddpm", "ddim"}, default="ddpm"
