@@ -81,9 +81,7 @@ class Parameterization:
         table = torch.as_tensor(self.sigma_table, dtype=torch.float32, device=cond_mask.device)
         if table.shape[0] != cond_mask.shape[-2]:
             raise ValueError(f"sigma_table has {table.shape[0]} features, the windows {cond_mask.shape[-2]}")
-        edges = torch.as_tensor(GAP_BINS, dtype=torch.float32, device=cond_mask.device)
-        bins = torch.bucketize(gap_distance(cond_mask), edges)
-        return table.expand(*cond_mask.shape[:-1], -1).gather(-1, bins)
+        return table.expand(*cond_mask.shape[:-1], -1).gather(-1, gap_bins(cond_mask))
 
     def precondition(self, x_t: torch.Tensor, base: torch.Tensor | None, alpha_bar,
                      scale: torch.Tensor | None = None) -> tuple[torch.Tensor, Readout]:
@@ -118,6 +116,12 @@ class Parameterization:
             scale: torch.Tensor | None = None) -> torch.Tensor:
         """The predicted noise from the network's output ``out`` (see :meth:`precondition`), in float32."""
         return self.precondition(x_t, base, alpha_bar, scale)[1](out)
+
+
+def gap_bins(cond_mask: torch.Tensor) -> torch.Tensor:
+    """The bin of :data:`GAP_BINS` of every entry's distance from the given ones (``gap_distance``), a LongTensor."""
+    edges = torch.as_tensor(GAP_BINS, dtype=torch.float32, device=cond_mask.device)
+    return torch.bucketize(gap_distance(cond_mask), edges)
 
 
 def parameterization_of(model: torch.nn.Module) -> Parameterization:
@@ -158,12 +162,13 @@ def interpolation_error_table(values: torch.Tensor, observed: torch.Tensor, cond
     """
     target = (observed - cond_mask).clamp(min=0)
     k = values.shape[-2]
-    edges = torch.as_tensor(GAP_BINS, dtype=torch.float32, device=values.device)
-    bins = torch.bucketize(gap_distance(cond_mask), edges)
     sq = (interpolate_given(values * cond_mask, cond_mask) - values).float().pow(2) * target
     n_bins = len(GAP_BINS) + 1
-    flat = lambda x: x.transpose(0, -2).reshape(k, -1)  # noqa: E731  (K, everything else)
-    index = flat(bins)
+
+    def flat(x: torch.Tensor) -> torch.Tensor:  # (K, every other entry)
+        return x.transpose(0, -2).reshape(k, -1)
+
+    index = flat(gap_bins(cond_mask))
     sums = torch.zeros(k, n_bins, device=values.device).scatter_add_(1, index, flat(sq))
     counts = torch.zeros(k, n_bins, device=values.device).scatter_add_(1, index, flat(target.float()))
     pooled = sums.sum(1, keepdim=True) / counts.sum(1, keepdim=True).clamp(min=1)
