@@ -394,9 +394,9 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not (isinstance(self.mask_lr, numbers.Real) and self.mask_lr > 0):
             raise ValueError(f"mask_lr must be a positive number, got {self.mask_lr!r}")
-        if (not isinstance(self.time_kernel, numbers.Integral) or isinstance(self.time_kernel, bool)
-                or self.time_kernel < 0 or (self.time_kernel and self.time_kernel % 2 == 0)):
-            raise ValueError(f"time_kernel must be 0 or an odd positive integer, got {self.time_kernel!r}")
+        positive_int("time_kernel", minimum=0)
+        if self.time_kernel % 2 == 0 and self.time_kernel:
+            raise ValueError(f"time_kernel must be 0 or odd (a centred convolution), got {self.time_kernel!r}")
         if self.channels % self.n_heads:
             raise ValueError(f"channels ({self.channels}) must be divisible by n_heads ({self.n_heads})")
         _resolve_device(self.device)
