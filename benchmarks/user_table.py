@@ -60,7 +60,7 @@ def main() -> None:
     interp = X.interpolate(limit_direction="both").to_numpy()
     rows["linear interpolation"] = {**_scores(interp, values, hidden, std, df.columns),
                                     "seconds": time.perf_counter() - t0}
-    for name in ("knn", "iterative"):
+    for name in ("first-guess", "knn", "iterative"):
         t0 = time.perf_counter()
         rows_x = X.to_numpy()
         out = make_baseline(name, max_rows=10_000).fit(rows_x).predict(rows_x[None])[0]

@@ -61,10 +61,24 @@ def test_baselines_fill_everything_and_keep_observed():
     for name, want in expected.items():
         out = BL.Baseline(name).fit(train).predict(x)
         np.testing.assert_allclose(out[0].T, want, err_msg=name)
-    for name in ("knn", "iterative"):
+    for name in ("knn", "iterative", "first-guess"):
         out = BL.Baseline(name, n_neighbors=2, max_iter=2).fit(train).predict(x)
         assert np.isfinite(out).all(), name
         assert out[0, 1, 0] == 5.0
+
+
+def test_first_guess_baseline_beats_interpolation_on_related_columns():
+    from tsimpute.synthetic import correlated_sinusoids
+
+    X, complete = correlated_sinusoids(n_rows=800, n_features=4, missing_rate=0.2, seed=0)
+    rows, truth = X.to_numpy(), complete.to_numpy()
+    x = np.stack([rows[s : s + 48] for s in range(600, 752, 24)])
+    want = np.stack([truth[s : s + 48] for s in range(600, 752, 24)])
+    gaps = np.isnan(x)
+    guess = BL.Baseline("first-guess").fit(rows[:600]).predict(x)
+    interp = BL.Baseline("interpolate").fit(rows[:600]).predict(x)
+    assert np.array_equal(guess[~gaps], x[~gaps])
+    assert np.abs(guess - want)[gaps].mean() < 0.95 * np.abs(interp - want)[gaps].mean()
 
 
 def test_iterative_stays_in_training_range():

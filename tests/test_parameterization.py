@@ -211,3 +211,20 @@ def test_gap_scale_imputer_round_trips(sinusoids, tmp_path):
     for bad in ({"residual_scale": "cell"}, {"time_kernel": 4}, {"time_kernel": -1}, {"noise_levels": "high"}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             Imputer(**bad).fit(X)
+
+
+def test_antithetic_samples_of_an_untrained_residual_network_are_symmetric_about_the_first_guess():
+    data = _windows()
+    torch.manual_seed(0)
+    model = CSDIDenoiser(CSDIConfig(n_features=2, n_steps=50, channels=8, n_layers=1, n_heads=2, ff_dim=8,
+                                    parameterization="residual", sigma_data=0.3))
+    chain = NoiseSchedule(50, "quad").chain(torch.arange(0, 50, 5), "respaced")
+    res = impute_windows(model, data, chain, n_samples=10, generator=torch.Generator().manual_seed(0),
+                         antithetic=True, batch_size=4)
+    base = interpolate_given(data.values, data.observed)
+    # each pair is symmetric about the first guess: so are the mean and the median of the samples
+    torch.testing.assert_close(res.samples.mean(0), base, atol=1e-4, rtol=0)
+    torch.testing.assert_close(res.samples.quantile(0.5, dim=0), base, atol=1e-4, rtol=0)
+    independent = impute_windows(model, data, chain, n_samples=10, generator=torch.Generator().manual_seed(0),
+                                 batch_size=4)
+    assert float((independent.samples.mean(0) - base).abs().max()) > 0.05

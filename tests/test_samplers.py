@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from tsimpute.diffusion.samplers import NFECounter, sample_ddim, sample_ddpm
+from tsimpute.diffusion.samplers import NFECounter, antithetic_noise, sample_ddim, sample_ddpm
 from tsimpute.diffusion.schedules import NoiseSchedule, uniform_steps
 
 
@@ -83,3 +83,24 @@ def test_callback_sees_every_step():
     seen = []
     sample_ddim(DummyEps(), torch.zeros(1, 2), sched.full_chain(), callback=lambda d: seen.append(d["t"]))
     assert seen == list(range(9, -1, -1))
+
+
+def test_antithetic_noise_pairs_rows_and_keeps_each_row_standard_normal():
+    z = antithetic_noise((7, 3), torch.Generator().manual_seed(0))
+    assert torch.equal(z[3:6], -z[:3])  # rows i and i + 3 paired; the 7th row is drawn on its own
+    big = antithetic_noise((20000, 2), torch.Generator().manual_seed(1))
+    assert abs(float(big[:10000].mean())) < 0.03 and abs(float(big[:10000].std()) - 1) < 0.03
+
+
+@pytest.mark.parametrize("sampler", [sample_ddpm, sample_ddim])
+def test_antithetic_sampling_with_a_linear_denoiser_is_symmetric(sampler):
+    sched = NoiseSchedule(50, "quad")
+    chain = sched.chain(uniform_steps(50, 10))
+    g = torch.Generator().manual_seed(0)
+    x = antithetic_noise((8, 5), g)
+    extra = {"eta": 1.0} if sampler is sample_ddim else {}
+    out = sampler(lambda x_t, t: 0.3 * x_t, x, chain, generator=g, antithetic=True, **extra)
+    torch.testing.assert_close(out[:4], -out[4:])  # every noise of a pair is opposite: so is the sample
+    # without the option the same start gives different, unpaired noise
+    out2 = sampler(lambda x_t, t: 0.3 * x_t, x, chain, generator=torch.Generator().manual_seed(0), **extra)
+    assert not torch.allclose(out2[:4], -out2[4:])

@@ -105,6 +105,7 @@ def load_imputer(cls, path, device: str | None = None):
     params.setdefault("residual_scale", "gap" if config.get("sigma_table") is not None else "global")
     params.setdefault("time_kernel", config.get("time_kernel", 0))
     params.setdefault("noise_levels", "uniform")
+    params.setdefault("first_guess", "fitted" if config.get("first_guess") is not None else "interpolation")
     if device is not None:
         params["device"] = device
     imp = cls(**params)

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .diffusion.conditioning import conditional_values, conditioning_of
 from .diffusion.parameterization import Parameterization, parameterization_of
-from .diffusion.samplers import NFECounter, get_sampler
+from .diffusion.samplers import NFECounter, antithetic_noise, get_sampler
 from .diffusion.schedules import Chain
 from .models.cpu_kernels import thread_pool
 from .precision import PRECISIONS, resolve_precision  # noqa: F401  (re-exported)
@@ -199,6 +199,7 @@ def impute_windows(
     tune_allocator: bool = True,
     clip: tuple[torch.Tensor | float, torch.Tensor | float] | None = None,
     limit: float | None = None,
+    antithetic: bool = False,
 ) -> SamplingResult:
     """Draw ``n_samples`` imputations of every window of ``data`` with the reverse ``chain``.
 
@@ -217,6 +218,10 @@ def impute_windows(
     ``clip=(lo, hi)``: bounds of the predicted clean values at every step (bounds ``(K, 1)`` or scalars; see
     :func:`~tsimpute.diffusion.samplers.sample_ddpm`). Samples with a non-finite value, or with a value beyond
     ``±limit``, raise :class:`SamplingError` naming the settings.
+
+    ``antithetic=True`` draws the samples of each window in antithetic pairs (every noise of one sample is
+    the negated noise of another; :func:`~tsimpute.diffusion.samplers.antithetic_noise`): each sample keeps
+    its distribution, and their median and quantiles vary less. Passes then hold an even number of samples.
     """
     device = data.values.device
     if batch_size is None:
@@ -227,6 +232,7 @@ def impute_windows(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     sample_fn = get_sampler(sampler)
     extra = {"eta": eta} if sampler == "ddim" else {}
+    extra["antithetic"] = antithetic
     if clip is not None:
         extra["clip"] = tuple(torch.as_tensor(c, dtype=torch.float32, device=device) for c in clip)
     settings = (f"sampler={sampler!r}, {len(chain)} steps, precision={resolve_precision(precision, device)!r}, "
@@ -235,6 +241,8 @@ def impute_windows(
         tune_cpu_allocator()
     n_win = len(data)
     per_pass = min(n_samples, batch_size)
+    if antithetic and per_pass > 1:
+        per_pass -= per_pass % 2
     win_per_batch = max(1, batch_size // n_samples)
     out = torch.empty((n_samples, *data.values.shape), dtype=torch.float32)
     total_nfe = 0
@@ -255,7 +263,9 @@ def impute_windows(
                                         parameterization_of(model), alpha_bar))
         for s0 in range(0, n_samples, per_pass):
             s = min(per_pass, n_samples - s0)
-            x = torch.randn((s * len(values), *values.shape[1:]), generator=generator, device=device)
+            shape = (s * len(values), *values.shape[1:])
+            x = (antithetic_noise(shape, generator, device=device) if antithetic
+                 else torch.randn(shape, generator=generator, device=device))
             x = sample_fn(counter, x, chain, generator=generator, **extra).view(s, *values.shape)
             x = torch.where(cond.bool(), values, x)
             check_samples(x, limit, settings)  # on what is returned (the chain's values at observed entries are not)

@@ -205,7 +205,7 @@ def imputer_from_csdi(
             "n_steps": settings.n_steps, "schedule": settings.schedule, "window": 48,
             # a network trained on the whole chain: step subsets keep its noise levels by default
             "chain": "respaced", "conditioning": "observed", "parameterization": "epsilon",
-            "residual_scale": "global", "time_kernel": 0, "noise_levels": "uniform",
+            "residual_scale": "global", "first_guess": "interpolation", "time_kernel": 0, "noise_levels": "uniform",
             # CSDI's own training and sampling: random targets, every step (fewer: set step_selection)
             "target_strategy": "random", "step_selection": "all"}
     imp = cls(**{**arch, **params})

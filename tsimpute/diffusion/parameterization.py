@@ -7,7 +7,8 @@ parameterization maps the state to what the network sees and the network's outpu
     CSDI: the network sees ``x_t`` and predicts ``eps``.
 ``"residual"``
     The diffusion runs on the residual ``x0 - b`` of a first guess ``b``, the linear interpolation of the
-    given values along time (:func:`~tsimpute.diffusion.conditioning.interpolate_given`), with Karras et
+    given values along time (:func:`~tsimpute.diffusion.conditioning.interpolate_given`) or a fitted
+    correction of it (:class:`~tsimpute.diffusion.first_guess.FirstGuess`), with Karras et
     al. (2022)'s preconditioning for residuals of scale ``sigma_data``. With ``r_t = x_t - sqrt(abar) b``
     (the residual's own noisy state, with the same ``eps``) and ``v = 1 - abar + abar sigma_data^2`` its
     variance, the network sees ``r_t / sqrt(v)`` and its output ``F`` gives
@@ -36,7 +37,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .conditioning import gap_distance, interpolate_given
+from .conditioning import gap_distance
+from .first_guess import FirstGuess, first_guess_of
 
 PARAMETERIZATIONS = ("epsilon", "residual")
 # bins of the gap distance (gap_distance: 1/2 for a single missing entry) for a scale table per feature
@@ -51,12 +53,14 @@ class Parameterization:
     ``alpha_bar`` arguments are floats or tensors broadcastable to the state (e.g. ``(N, 1, 1)``); ``base``
     is the first guess ``(B, K, L)`` of the windows, broadcast over samples folded in front of ``x_t``
     (``N = n_samples * B``); it is ``None`` for ``"epsilon"``. ``sigma_table`` (K rows of ``len(GAP_BINS) + 1``
-    scales), when given, replaces ``sigma_data`` by a scale per entry (:meth:`scale`).
+    scales), when given, replaces ``sigma_data`` by a scale per entry (:meth:`scale`). ``first_guess``, when
+    given, replaces the interpolation as the first guess.
     """
 
     kind: str = "epsilon"
     sigma_data: float = 1.0
     sigma_table: tuple[tuple[float, ...], ...] | None = None
+    first_guess: FirstGuess | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in PARAMETERIZATIONS:
@@ -69,10 +73,10 @@ class Parameterization:
                 raise ValueError(f"sigma_table must hold positive scales, one row of {len(GAP_BINS) + 1} per feature")
 
     def base(self, values: torch.Tensor, cond_mask: torch.Tensor) -> torch.Tensor | None:
-        """The first guess of windows ``values (B, K, L)`` given ``cond_mask``: their interpolation, or None."""
+        """The first guess of windows ``values (B, K, L)`` given ``cond_mask`` (None for ``"epsilon"``)."""
         if self.kind == "epsilon":
             return None
-        return interpolate_given(values * cond_mask, cond_mask)
+        return first_guess_of(values, cond_mask, self.first_guess)
 
     def scale(self, cond_mask: torch.Tensor) -> torch.Tensor | None:
         """The residual scale of every entry of windows ``cond_mask (B, K, L)``, or None (one ``sigma_data``)."""
@@ -128,14 +132,16 @@ def parameterization_of(model: torch.nn.Module) -> Parameterization:
     """The parameterization a denoiser was built for (its ``config``; ``"epsilon"`` if it has none)."""
     cfg = getattr(model, "config", None)
     table = getattr(cfg, "sigma_table", None)
+    guess = getattr(cfg, "first_guess", None)
     return Parameterization(getattr(cfg, "parameterization", "epsilon"), float(getattr(cfg, "sigma_data", 1.0)),
-                            None if table is None else tuple(tuple(float(v) for v in row) for row in table))
+                            None if table is None else tuple(tuple(float(v) for v in row) for row in table),
+                            None if guess is None else FirstGuess.from_dict(guess))
 
 
 @torch.no_grad()
 def interpolation_error_scale(values: torch.Tensor, observed: torch.Tensor, cond_mask: torch.Tensor,
-                              floor: float = 1e-2) -> float:
-    """RMS error of linear interpolation from ``cond_mask`` on the other observed entries of windows.
+                              floor: float = 1e-2, guess: FirstGuess | None = None) -> float:
+    """RMS error of linear interpolation (or of ``guess``) from ``cond_mask`` on the other observed entries.
 
     ``values``/``observed``/``cond_mask`` are ``(B, K, L)`` in model units, ``cond_mask`` drawn as in
     training (:func:`~tsimpute.diffusion.targets.conditional_mask`). This is ``sigma_data`` of the
@@ -146,32 +152,49 @@ def interpolation_error_scale(values: torch.Tensor, observed: torch.Tensor, cond
     n = float(target.sum())
     if n == 0:
         return 1.0
-    err = (interpolate_given(values * cond_mask, cond_mask) - values) * target
+    err = (first_guess_of(values, cond_mask, guess) - values) * target
     return max(float(err.pow(2).sum() / n) ** 0.5, floor)
 
 
 @torch.no_grad()
 def interpolation_error_table(values: torch.Tensor, observed: torch.Tensor, cond_mask: torch.Tensor,
-                              floor: float = 1e-2, prior: float = 30.0) -> list[list[float]]:
-    """RMS error of linear interpolation per feature and per bin of distance from the given entries.
+                              floor: float = 1e-2, prior: float = 30.0,
+                              guess: FirstGuess | None = None) -> list[list[float]]:
+    """RMS error of linear interpolation (or of ``guess``) per feature and per bin of distance from the given entries.
 
     Same inputs as :func:`interpolation_error_scale`; returns K rows of ``len(GAP_BINS) + 1`` scales (the
-    ``sigma_table`` of the ``"residual"`` parameterization). Each bin's mean squared error is shrunk
-    towards its feature's over all bins with the weight of ``prior`` entries, so that a bin with few or no
-    hidden entries falls back to the feature's scale; at least ``floor``.
+    ``sigma_table`` of the ``"residual"`` parameterization). Each bin's mean squared error is shrunk, with
+    the weight of ``prior`` entries, towards a straight line in the gap distance fitted to all the bins of
+    its feature (weighted by their entries; the error variance of interpolating a random walk grows
+    linearly in :func:`~tsimpute.diffusion.conditioning.gap_distance`), so that a bin with few or no hidden
+    entries follows its neighbours rather than the long gaps that dominate a pooled value. At least
+    ``floor``; 1 for a feature with no hidden entry.
     """
     target = (observed - cond_mask).clamp(min=0)
     k = values.shape[-2]
-    sq = (interpolate_given(values * cond_mask, cond_mask) - values).float().pow(2) * target
+    sq = (first_guess_of(values, cond_mask, guess) - values).double().pow(2) * target
     n_bins = len(GAP_BINS) + 1
 
     def flat(x: torch.Tensor) -> torch.Tensor:  # (K, every other entry)
         return x.transpose(0, -2).reshape(k, -1)
 
+    def per_bin(x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(k, n_bins, dtype=torch.float64, device=values.device).scatter_add_(1, index, flat(x))
+
+    distance = gap_distance(cond_mask).double()
     index = flat(gap_bins(cond_mask))
-    sums = torch.zeros(k, n_bins, device=values.device).scatter_add_(1, index, flat(sq))
-    counts = torch.zeros(k, n_bins, device=values.device).scatter_add_(1, index, flat(target.float()))
-    pooled = sums.sum(1, keepdim=True) / counts.sum(1, keepdim=True).clamp(min=1)
-    pooled = torch.where(counts.sum(1, keepdim=True) > 0, pooled, torch.ones_like(pooled))
-    table = ((sums + prior * pooled) / (counts + prior)).sqrt().clamp(min=floor)
+    sums, counts = per_bin(sq), per_bin(target.double())
+    # each bin's mean distance (its edges' middle when it is empty), and a weighted line through the bins
+    edges = (0.0, *GAP_BINS, 2 * GAP_BINS[-1])
+    middle = torch.tensor([(a + b) / 2 for a, b in zip(edges[:-1], edges[1:], strict=True)], dtype=torch.float64,
+                          device=values.device)
+    d = torch.where(counts > 0, per_bin(distance * target) / counts.clamp(min=1), middle)
+    mse = sums / counts.clamp(min=1)
+    w = counts / counts.sum(1, keepdim=True).clamp(min=1)
+    d_mean, m_mean = (w * d).sum(1, keepdim=True), (w * mse).sum(1, keepdim=True)
+    slope = ((w * (d - d_mean) * (mse - m_mean)).sum(1, keepdim=True)
+             / (w * (d - d_mean) ** 2).sum(1, keepdim=True).clamp(min=1e-12)).clamp(min=0)
+    line = (m_mean + slope * (d - d_mean)).clamp(min=floor**2)
+    line = torch.where(counts.sum(1, keepdim=True) > 0, line, torch.ones_like(line))
+    table = ((sums + prior * line) / (counts + prior)).sqrt().clamp(min=floor).float()
     return table.cpu().tolist()

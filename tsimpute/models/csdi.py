@@ -40,6 +40,7 @@ class CSDIConfig:
     sigma_data: float = 1.0  # scale of the residuals, for the "residual" parameterization
     sigma_table: list | None = None  # residual scale per feature and gap distance (overrides sigma_data)
     time_kernel: int = 0  # width of a convolution along time in every block (0: none, as CSDI)
+    first_guess: dict | None = None  # fitted first guess of the "residual" parameterization (None: interpolation)
 
     @property
     def side_dim(self) -> int:
