@@ -1,9 +1,9 @@
 """The README's quick start, as printed: ``Imputer(random_state=0).fit_transform(X)`` with every default.
 
-Measured (``benchmarks/results/quickstart_defaults.md``, 2-core CPU): MAE 0.1052 on the gaps against linear
-interpolation's 0.1047 (ratio 1.005), column means 1.07, in about 40 s. The diffusion imputer is on par with
-interpolation on this example, not below it: the test asserts parity within 2% (and the gap to column
-means), so that a change that makes the default fit worse than interpolation fails here.
+Measured (``benchmarks/results/quickstart_defaults.md``, 2-core CPU): MAE 0.0936 on the gaps against linear
+interpolation's 0.1047 (ratio 0.89; 0.0923 with another seed), column means 1.07, in about 45 s. The test
+asserts the diffusion imputer at least 5% below interpolation (and far below column means), so that a
+change that loses the gain fails here.
 """
 
 import numpy as np
@@ -12,7 +12,7 @@ from tsimpute import Imputer
 from tsimpute.synthetic import correlated_sinusoids
 
 
-def test_quick_start_with_every_default_is_on_par_with_linear_interpolation():
+def test_quick_start_with_every_default_beats_linear_interpolation():
     X, complete = correlated_sinusoids(n_rows=600, n_features=4, missing_rate=0.2, seed=0)
     gaps = X.isna().to_numpy()
 
@@ -22,5 +22,5 @@ def test_quick_start_with_every_default_is_on_par_with_linear_interpolation():
     diffusion = mae(Imputer(random_state=0, verbose=False).fit_transform(X))
     interpolation = mae(X.interpolate(limit_direction="both"))
     means = mae(X.fillna(X.mean()))
-    assert diffusion < 1.02 * interpolation, (diffusion, interpolation)
+    assert diffusion < 0.95 * interpolation, (diffusion, interpolation)
     assert diffusion < means / 8, (diffusion, means)

@@ -65,10 +65,11 @@ def test_training_length_in_steps_with_an_evaluation_curve():
     cfg = TrainConfig(epochs=None, max_steps=7, eval_every=3, batch_size=8, patience=None, verbose=False,
                       lr_schedule="cosine", warmup=0.2, ema_decay=0.9)
     h = train_denoiser(model, NoiseSchedule(10), data, None, cfg, torch.Generator().manual_seed(0), score_fn=score)
-    assert h.steps == 7 and h.eval_steps == [3, 6, 7]
-    assert h.valid_loss == pytest.approx([1.0, 0.5, 1 / 3]) and h.best_step == 7
-    assert calls == [False, False, False]  # the averaged weights are scored in eval mode
-    assert len(h.eval_seconds) == 3 and h.eval_seconds == sorted(h.eval_seconds)
+    # the weights before training are scored first (step 0)
+    assert h.steps == 7 and h.eval_steps == [0, 3, 6, 7]
+    assert h.valid_loss == pytest.approx([1.0, 0.5, 1 / 3, 0.25]) and h.best_step == 7
+    assert calls == [False] * 4  # the averaged weights are scored in eval mode
+    assert len(h.eval_seconds) == 4 and h.eval_seconds == sorted(h.eval_seconds)
 
 
 def test_training_time_budget_and_a_length_is_required():
@@ -87,13 +88,26 @@ def test_checkpoint_is_the_best_scored_one():
 
     def score(net):
         states.append({k: v.clone() for k, v in net.state_dict().items()})
-        return [3.0, 1.0, 2.0, 4.0][len(states) - 1]
+        return [5.0, 3.0, 1.0, 2.0, 4.0][len(states) - 1]
 
     cfg = TrainConfig(epochs=None, max_steps=8, eval_every=2, batch_size=8, patience=None, verbose=False)
     h = train_denoiser(model, NoiseSchedule(10), data, None, cfg, torch.Generator().manual_seed(0), score_fn=score)
     assert h.best_step == 4
     for k, v in model.state_dict().items():
-        assert torch.equal(v, states[1][k])
+        assert torch.equal(v, states[2][k])
+
+
+def test_untrained_weights_are_kept_when_training_never_beats_them():
+    data = _windows()
+    model = _model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    scores = iter([1.0, 2.0, 3.0, 4.0, 5.0])
+    cfg = TrainConfig(epochs=None, max_steps=8, eval_every=2, batch_size=8, patience=None, verbose=False)
+    h = train_denoiser(model, NoiseSchedule(10), data, None, cfg, torch.Generator().manual_seed(0),
+                       score_fn=lambda net: next(scores))
+    assert h.best_step == 0 and h.steps == 8
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
 
 
 def test_holdout_score_is_repeatable_and_interpolation_conditioning_starts_near_interpolation():

@@ -580,7 +580,13 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     def _holdout_score(self, data: WindowSet, seed: int) -> HoldoutScore | None:
         """The checkpoint score: held-out imputation MAE (None would fall back to the denoising loss)."""
-        return HoldoutScore(data, self._schedule, seed=seed, precision=self.precision, clip=self._clip_range())
+        # the sampler and chain that imputation will use (learned steps are not known yet: the uniform ones)
+        if self.step_selection == "learned":
+            steps = uniform_steps(self.n_steps, min(self.target_steps, self.n_steps))
+        else:
+            steps = self.inference_steps()
+        return HoldoutScore(data, self._schedule, seed=seed, precision=self.precision, clip=self._clip_range(),
+                            chain=self._schedule.chain(steps, self.chain), sampler=self.sampler, eta=self.eta)
 
     def _step_learner(self, generator, reward_data, *, total_epochs, budget_epochs, warmup_epochs, k=None):
         cfg = StepLearningConfig(

@@ -256,7 +256,8 @@ def train_denoiser(
     score_fn : callable, optional
         ``score_fn(model) -> float`` (lower is better), e.g. a held-out imputation error
         (:class:`tsimpute.holdout.HoldoutScore`); chooses the checkpoint in place of the validation
-        denoising loss (or, without validation data, the training loss).
+        denoising loss (or, without validation data, the training loss). The weights before the first
+        step are scored too (step 0 of the history), and kept if no later evaluation beats them.
 
     Checkpoint selection and early stopping start at ``config.select_from_epoch`` (joint step-mask training
     sets it to the epoch where the step budget reaches its final value). See :class:`TrainConfig` for the
@@ -314,6 +315,11 @@ def train_denoiser(
         half = planned is None or planned == math.inf or step >= planned / 2
         return config.patience is not None and evals_since_best >= config.patience and half
 
+    if score_fn is not None and config.select_from_epoch == 0:
+        # the network before training is a candidate too: with the residual parameterization it samples the
+        # first guess plus noise of its error, which a short or unlucky training may not improve on
+        model.eval()
+        evaluate(math.nan)
     while not done:
         model.train()
         running, seen = 0.0, 0

@@ -188,7 +188,7 @@ class _Runner:
         kept = imp.inference_steps().tolist()
         self.log(f"[seed {self.seed}] sampling {method} with {len(kept)} steps")
         t0 = time.perf_counter()
-        samples = imp.sample(self.task.test_frame, self.profile.n_samples)
+        samples = imp.sample(self.task.test_frame, self.profile.n_samples, antithetic=True)  # as transform
         seconds = time.perf_counter() - t0
         self._row(
             # NFE per sample: one network call per kept step (SamplingInfo.nfe counts the calls of all batches)
