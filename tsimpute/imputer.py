@@ -146,12 +146,13 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         time (PriSTI), a first guess the network learns to correct.
     parameterization : {"epsilon", "residual"}, default="residual"
         What the network predicts. ``epsilon`` is CSDI's noise prediction. ``residual`` runs the diffusion on
-        the difference from the linear interpolation of the given values, preconditioned for its typical
-        size (learned in ``fit`` as ``model_.config.sigma_data``): an untrained network already returns the
-        interpolation as its median, and training learns only what interpolation misses (see
-        :mod:`tsimpute.diffusion.parameterization` and ``benchmarks/results/parameterization.md``).
+        the difference from a first guess of the missing values (``first_guess``), preconditioned for its
+        typical size (learned in ``fit`` as ``model_.config.sigma_data``): an untrained network already
+        returns the first guess as its median, and training learns only what the guess misses (see
+        :mod:`tsimpute.diffusion.parameterization` and ``benchmarks/results/parameterization.md``). The
+        network before training is one of the checkpoints that the held-out score chooses from.
     residual_scale : {"gap", "global"}, default="gap"
-        The size of interpolation's error that the ``residual`` parameterization assumes: ``global``, one
+        The size of the first guess's error that the ``residual`` parameterization assumes: ``global``, one
         number; ``gap``, one per column and per distance from the given values, measured in ``fit``
         (``model_.config.sigma_table``): a single missing hour of a smooth column is many times more precise
         than a long gap in a noisy one.
@@ -178,7 +179,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         quarter of the steps, where the residual of the ``residual`` parameterization is learned (better on
         the Beijing table, worse on PhysioNet and the quick-start data: ``benchmarks/results/gap_scale.md``).
     n_samples : int, default=50
-        Samples drawn per gap; ``transform`` returns their median.
+        Samples drawn per gap; ``transform`` returns their median (over antithetic pairs of samples).
     sampler : {"ddpm", "ddim"}, default="ddpm"
         Reverse update. DDIM uses ``eta``.
     eta : float, default=0.0

@@ -153,18 +153,20 @@ def related_columns(values: torch.Tensor, observed: torch.Tensor, n: int = N_REL
 
 @torch.no_grad()
 def fit_first_guess(values: torch.Tensor, observed: torch.Tensor, hide: float = 0.1, ridge: float = 1e-2,
-                    max_windows: int = 4096, generator: torch.Generator | None = None) -> FirstGuess:
+                    max_entries: int = 2_000_000, generator: torch.Generator | None = None) -> FirstGuess:
     """Fit the correction of interpolation on training windows ``values``/``observed`` ``(B, K, L)``.
 
     A fraction ``hide`` of the observed entries is hidden at random, so that the given entries keep the
     data's own missing pattern, and the hidden ones are the regression's targets; windows are repeated with
-    fresh draws up to ``max_windows`` (at most 16 draws). For each column the correction is a median
+    fresh draws up to ``max_entries`` entries in all (at most 16 draws; beyond that, evenly spaced windows
+    are kept), which bounds the memory of the features. For each column the correction is a median
     regression (least absolute error, by iteratively reweighted ridge regressions with ``ridge`` times the
     diagonal of the normal equations: the imputations are scored in absolute error, and columns such as
     rainfall are mostly 0 with rare large values). It is fitted on the first half of the windows and
     checked on the second; kept, refitted on all windows, only if it lowers the absolute error of
     interpolation there, else all its weights are 0.
     """
+    max_windows = max(2, max_entries // max(values.shape[-2] * values.shape[-1], 1))
     draws = max(1, min(16, max_windows // max(len(values), 1)))
     if len(values) > max_windows:
         keep = torch.linspace(0, len(values) - 1, max_windows, device=values.device).long()
