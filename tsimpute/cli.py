@@ -227,8 +227,10 @@ _Threads = Annotated[int | None, typer.Option(help="Torch CPU threads (default: 
 
 @app.command()
 def fit(
-    input: Annotated[Path, typer.Argument(help="CSV or Parquet table with gaps (NaN / empty cells).")],
+    input: Annotated[Path, typer.Argument(help="CSV or Parquet table with gaps (NaN / empty cells), or a folder "
+                                               "of Parquet parts (whole series drawn up to --max-rows).")],
     model_file: Annotated[Path, typer.Argument(help="Where to save the fitted imputer.")],
+    max_rows: _opt(int, "With a folder INPUT: rows of whole series drawn at random to fit on.") = 1_000_000,
     time_col: _TimeCol = None,
     id_col: _IdCol = None,
     epochs: _Epochs = None,
@@ -245,11 +247,21 @@ def fit(
     """Train an imputer on a table and save it (use it later with impute --model)."""
     from .imputer import Imputer
     from .io import read_table
+    from .jobs import distributed_rank
 
     if threads is not None and threads < 1:
         raise _usage_error(f"--threads must be at least 1, got {threads}")
+    if distributed_rank()[1] > 1:
+        raise _usage_error("fit trains in one process: run it without torchrun (torchrun runs impute jobs)")
     with _user_errors(), _torch_threads(threads):
-        frame = read_table(input, time_col=time_col, id_col=id_col)
+        if input.is_dir():
+            from .jobs import sample_series
+
+            frame = sample_series(input, id_col=id_col, time_col=time_col, max_rows=max_rows, seed=seed or 0)
+            if not quiet:
+                _err(f"fitting on {len(frame)} rows of whole series drawn from the parts of {input}")
+        else:
+            frame = read_table(input, time_col=time_col, id_col=id_col)
         params = _params(epochs, window, n_samples, steps, step_selection, precision, device, seed, quiet)
         imp = Imputer(**params).fit(frame)
         model_file.parent.mkdir(parents=True, exist_ok=True)
@@ -259,9 +271,13 @@ def fit(
 
 @app.command()
 def impute(
-    input: Annotated[Path, typer.Argument(help="CSV or Parquet table with gaps (NaN / empty cells).")],
-    output: Annotated[Path, typer.Argument(help="Where to write the filled table (CSV or Parquet).")],
+    input: Annotated[Path, typer.Argument(help="CSV or Parquet table with gaps (NaN / empty cells), or a folder "
+                                               "of Parquet parts (needs --model and a folder OUTPUT).")],
+    output: Annotated[Path, typer.Argument(help="Where to write the filled table (CSV or Parquet), or a folder: "
+                                                "a batch job writes one part per input part and a manifest.")],
     model: _opt(Path | None, "A saved imputer (from `tsimpute fit`); without it, fit on INPUT.") = None,
+    resume: _opt(bool, "Batch job: continue the job in the OUTPUT folder, skipping finished parts.") = False,
+    max_rows: _opt(int, "Batch job: rows imputed per call (whole series), which bounds memory.") = 100_000,
     save_model: _opt(Path | None, "Also save the imputer fitted on INPUT here.") = None,
     time_col: _TimeCol = None,
     id_col: _IdCol = None,
@@ -282,6 +298,14 @@ def impute(
 
     if threads is not None and threads < 1:
         raise _usage_error(f"--threads must be at least 1, got {threads}")
+    if _is_job(input, output, resume):
+        if model is None:
+            raise _usage_error("a batch job (a folder INPUT or OUTPUT, or --resume) needs --model: fit first "
+                               "with `tsimpute fit` on a representative table")
+        with _user_errors(), _torch_threads(threads):
+            _impute_job(input, output, model, resume, max_rows, time_col, id_col, n_samples, steps,
+                        step_selection, precision, device, quiet)
+        return
     with _user_errors(), _torch_threads(threads):
         frame = read_table(input, time_col=time_col, id_col=id_col)
         if model is not None:
@@ -299,6 +323,40 @@ def impute(
         write_table(filled, output)
     gaps = int(frame.isna().to_numpy().sum())
     typer.echo(f"wrote {output} ({gaps} gaps filled)")
+
+
+def _is_job(input: Path, output: Path, resume: bool) -> bool:
+    """A batch job: a folder on either side (an OUTPUT without a table suffix is a folder), or --resume."""
+    from .io import table_format
+
+    if resume or input.is_dir() or output.is_dir():
+        return True
+    try:
+        table_format(output)
+    except ValueError:
+        return True
+    return False
+
+
+def _impute_job(input, output, model, resume, max_rows, time_col, id_col, n_samples, steps, step_selection,
+                precision, device, quiet) -> None:
+    import os
+
+    from .imputer import Imputer
+    from .jobs import distributed_rank, run_impute_job
+
+    rank, world = distributed_rank()
+    if device is None and world > 1 and "LOCAL_RANK" in os.environ:
+        import torch
+
+        if torch.cuda.is_available():  # one GPU per process under torchrun
+            device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    imp = Imputer.load(model, device=device)
+    imp.set_params(**_params(None, None, n_samples, steps, step_selection, precision, None, None, True))
+    log = None if quiet else (lambda msg: _err(f"[rank {rank}] {msg}" if world > 1 else msg))
+    summary = run_impute_job(imp, input, output, id_col=id_col, time_col=time_col, resume=resume,
+                             max_rows=max_rows, log=log, progress=not quiet)
+    typer.echo(summary.describe())
 
 
 if __name__ == "__main__":

@@ -109,13 +109,13 @@ def read_table(
     return df.set_index([id_col, time_col]).sort_index()
 
 
-def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write ``df`` as CSV or Parquet (from the suffix); a named index is written as columns.
+def write_table(df: pd.DataFrame, path: str | os.PathLike[str], fmt: str | None = None) -> Path:
+    """Write ``df`` as CSV or Parquet (from the suffix, or ``fmt``); a named index is written as columns.
 
     Parent folders are created. Returns the path written.
     """
     path = Path(path)
-    fmt = table_format(path)
+    fmt = fmt or table_format(path)
     named = any(n is not None for n in df.index.names)
     out = df.reset_index() if named else df
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -310,7 +310,8 @@ def train_denoiser(
                 evals_since_best = 0
             else:
                 evals_since_best += 1
-        bar.set_postfix(loss=f"{epoch_loss:.4f}", score=f"{score:.4f}", best=history.best_step)
+        bar.set_postfix(loss="-" if math.isnan(epoch_loss) else f"{epoch_loss:.4f}", score=f"{score:.4f}",
+                        best=history.best_step)
         # no early stop in the first half of a planned length: an untrained network scores flat
         half = planned is None or planned == math.inf or step >= planned / 2
         return config.patience is not None and evals_since_best >= config.patience and half

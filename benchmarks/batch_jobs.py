@@ -1,0 +1,102 @@
+"""Batch imputation jobs at growing sizes: rows/s and peak memory, and the speed-up of 2 processes.
+
+A synthetic panel (``--features`` features, series of ``--series-rows`` rows, 20% of cells missing) is
+written as Parquet parts of ``--rows-per-part`` rows; one imputer is fitted on a sample of it; then
+``tsimpute impute PARTS OUT --model M`` runs as a separate process for each size (so that its peak
+memory is its own), and once more under ``torchrun --nproc-per-node 2`` at the largest size. Peak memory
+should stay flat as the rows grow (parts are imputed a few series at a time).
+
+Usage: ``python benchmarks/batch_jobs.py [--sizes 10000,100000] [--n-samples 50] [--out FILE.json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def write_panel(folder: Path, rows: int, features: int, series_rows: int, rows_per_part: int, seed: int = 0) -> None:
+    """Sinusoids with noise and 20% MCAR gaps, ``rows // series_rows`` series, in parts of whole series."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    n_series = max(1, rows // series_rows)
+    per_part = max(1, rows_per_part // series_rows)
+    t = np.arange(series_rows)
+    for p0 in range(0, n_series, per_part):
+        ids = np.arange(p0, min(p0 + per_part, n_series))
+        phase = rng.uniform(0, 2 * np.pi, size=(len(ids), 1, features))
+        v = np.sin(t[None, :, None] / 6.0 + phase) + 0.1 * rng.normal(size=(len(ids), series_rows, features))
+        v[rng.random(v.shape) < 0.2] = np.nan
+        frame = pd.DataFrame(v.reshape(-1, features), columns=[f"f{j}" for j in range(features)])
+        frame.insert(0, "time", np.tile(t, len(ids)))
+        frame.insert(0, "series", np.repeat(ids, series_rows))
+        frame.to_parquet(folder / f"part-{p0 // per_part:05d}.parquet", index=False)
+
+
+def run(cmd: list[str]) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
+    if res.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{res.stdout}\n{res.stderr}")
+    return time.perf_counter() - t0, res.stdout.strip().splitlines()[-1]
+
+
+def parse(summary: str) -> dict:
+    """Numbers of a job summary line (rows, rows/s, peak memory)."""
+    rows = int(summary.split(" rows,")[0].split(": ")[-1])
+    rate = float(summary.split(" rows/s")[0].split("(")[-1])
+    peak = float(summary.split("peak memory ")[1].split(" MB")[0])
+    return {"rows": rows, "rows_per_second": rate, "peak_memory_mb": peak}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="10000,100000")
+    ap.add_argument("--features", type=int, default=8)
+    ap.add_argument("--series-rows", type=int, default=1000)
+    ap.add_argument("--rows-per-part", type=int, default=20000)
+    ap.add_argument("--n-samples", type=int, default=50)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    tsimpute = [sys.executable, "-m", "tsimpute"]
+    records = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        write_panel(tmp / "train", 20 * args.series_rows, args.features, args.series_rows, args.rows_per_part, 1)
+        fit_s, _ = run(tsimpute + ["fit", str(tmp / "train"), str(tmp / "m.pt"), "--id-col", "series",
+                                   "--time-col", "time", "--seed", "0", "-q", "--n-samples", str(args.n_samples)])
+        common = ["--model", str(tmp / "m.pt"), "--id-col", "series", "--time-col", "time", "-q"]
+        for size in sizes:
+            parts = tmp / f"in{size}"
+            write_panel(parts, size, args.features, args.series_rows, args.rows_per_part)
+            wall, line = run(tsimpute + ["impute", str(parts), str(tmp / f"out{size}"), *common])
+            records.append({"processes": 1, "size": size, "wall_seconds": wall, **parse(line)})
+            print(records[-1], flush=True)
+        size = sizes[-1]
+        wall, _ = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                       "-m", "tsimpute", "impute", str(tmp / f"in{size}"), str(tmp / "out2"), *common,
+                       "--threads", str(max(1, (os.cpu_count() or 2) // 2))])
+        records.append({"processes": 2, "size": size, "wall_seconds": wall})
+        print(records[-1], flush=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    record = {"command": "python benchmarks/batch_jobs.py " + " ".join(f"--{k.replace('_', '-')} {v}"
+                                                                     for k, v in vars(args).items() if v),
+              "commit": commit, "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+              "fit_seconds": fit_s, "runs": records}
+    if args.out:
+        Path(args.out).write_text(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()
