@@ -326,16 +326,8 @@ def impute(
 
 
 def _is_job(input: Path, output: Path, resume: bool) -> bool:
-    """A batch job: a folder on either side (an OUTPUT without a table suffix is a folder), or --resume."""
-    from .io import table_format
-
-    if resume or input.is_dir() or output.is_dir():
-        return True
-    try:
-        table_format(output)
-    except ValueError:
-        return True
-    return False
+    """A batch job: a folder on either side (an OUTPUT without a suffix is a folder), or --resume."""
+    return resume or input.is_dir() or output.is_dir() or not output.suffix
 
 
 def _impute_job(input, output, model, resume, max_rows, time_col, id_col, n_samples, steps, step_selection,
