@@ -1,7 +1,7 @@
 """The README's quick start, as printed: ``Imputer(random_state=0).fit_transform(X)`` with every default.
 
-Measured (``benchmarks/results/quickstart_defaults.md``, 2-core CPU): MAE 0.0936 on the gaps against linear
-interpolation's 0.1047 (ratio 0.89; 0.0923 with another seed), column means 1.07, in about 45 s. The test
+Measured (``benchmarks/results/quickstart_defaults.md``, 2-core CPU): MAE 0.0917 on the gaps against linear
+interpolation's 0.1047 (ratio 0.88; 0.0926 and 0.0941 with seeds 1 and 2), column means 1.07, in about 36 s. The test
 asserts the diffusion imputer at least 5% below interpolation (and far below column means), so that a
 change that loses the gain fails here.
 """

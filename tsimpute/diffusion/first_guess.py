@@ -63,10 +63,10 @@ class FirstGuess:
 
 
 def local_quadratic(values: torch.Tensor, given: torch.Tensor, h: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """LOESS of every entry (degree 2, tricube weights) from the given entries within ``h`` rows, itself excluded.
+    """LOESS of every entry not given (degree 2, tricube weights) from the given entries within ``h`` rows.
 
-    Returns the estimate and where it holds (at least one given entry on each side, four in all); elsewhere
-    the estimate is 0. ``values``/``given`` are ``(..., L)``.
+    Returns the estimate and where it holds (an entry not given, with at least one given entry on each side
+    and four in all); elsewhere the estimate is 0. ``values``/``given`` are ``(..., L)``.
     """
     shape = values.shape
     g = given.reshape(-1, 1, shape[-1]).double()
@@ -77,9 +77,8 @@ def local_quadratic(values: torch.Tensor, given: torch.Tensor, h: int) -> tuple[
     kernels = torch.stack([w * d**p for p in range(5)] + [(d < 0).double(), (d > 0).double()])[:, None]
     s = F.conv1d(g, kernels, padding=h)  # (N, 7, L): moments of the weights, then given counts left and right
     t = F.conv1d(x, kernels[:3], padding=h)  # (N, 3, L)
-    ok = (s[:, 5] >= 1) & (s[:, 6] >= 1) & (F.conv1d(g, torch.ones(1, 1, 2 * h + 1, dtype=g.dtype,
-                                                                     device=g.device), padding=h)[:, 0]
-                                            - g[:, 0] >= 4)
+    left, right = s[:, 5], s[:, 6]
+    ok = (left >= 1) & (right >= 1) & (left + right >= 4) & (g[:, 0] == 0)
     a = torch.stack([s[:, 0:3], s[:, 1:4], s[:, 2:5]], dim=-2).permute(0, 3, 1, 2)  # (N, L, 3, 3)
     a = a + 1e-9 * torch.eye(3, dtype=a.dtype, device=a.device)
     rhs = t.permute(0, 2, 1)[..., None]
