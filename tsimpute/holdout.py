@@ -31,7 +31,7 @@ class HoldoutScore:
         unless ``chain`` is given.
     hide : float, default=0.2
         Share of each window's observed entries hidden and imputed.
-    max_windows : int, default=32
+    max_windows : int, default=128
         At most this many windows, evenly spaced over ``data``, are scored.
     n_steps : int, default=5
     n_samples : int, default=2
@@ -47,7 +47,7 @@ class HoldoutScore:
         DDIM's noise level.
     """
 
-    def __init__(self, data: WindowSet, schedule: NoiseSchedule, *, hide: float = 0.2, max_windows: int = 32,
+    def __init__(self, data: WindowSet, schedule: NoiseSchedule, *, hide: float = 0.2, max_windows: int = 128,
                  n_steps: int = 5, n_samples: int = 2, seed: int = 0, precision: str = "fp32", clip=None,
                  chain: Chain | None = None, sampler: str = "ddim", eta: float = 0.0):
         if len(data) == 0:
