@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .io import read_table, table_format, write_table
+from .io import _require_pyarrow, read_table, table_format, write_table
 
 __all__ = ["MANIFEST", "JobSummary", "distributed_rank", "find_parts", "run_impute_job", "sample_series"]
 
@@ -114,6 +114,7 @@ def _schema(path: Path) -> dict[str, str]:
     """Column name -> type name of a part, without reading its data (Parquet) or from its first rows (CSV)."""
     try:
         if table_format(path) == "parquet":
+            _require_pyarrow()
             import pyarrow.parquet as pq
 
             return {f.name: str(f.type) for f in pq.read_schema(path)}
@@ -136,8 +137,8 @@ def _row_group_of(path: Path, row: int) -> str:
         return f" (row {row})"
     import pyarrow.parquet as pq
 
-    counts = np.cumsum([pq.ParquetFile(path).metadata.row_group(i).num_rows
-                        for i in range(pq.ParquetFile(path).metadata.num_row_groups)])
+    meta = pq.ParquetFile(path).metadata
+    counts = np.cumsum([meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
     return f" (row group {int(np.searchsorted(counts, row, side='right'))}, row {row})"
 
 
