@@ -427,10 +427,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def _validated_frame(self, X, reset: bool) -> tuple[pd.DataFrame, bool]:
         if not reset:
             check_is_fitted(self, "model_")
-        frame, was_numpy = validated_frame(self, X, reset=reset)
-        if reset:
-            return frame, was_numpy
-        return frame, was_numpy
+        return validated_frame(self, X, reset=reset)
 
     def _modelled(self) -> np.ndarray:
         """Column positions the network models: every fitted column but those entirely missing at fit."""

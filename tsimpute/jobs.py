@@ -225,10 +225,6 @@ def _manifests(output: Path) -> Iterator[Path]:
     yield from sorted(output.glob("_manifest.rank*.json"))
 
 
-def _output_name(part: Path, fmt_from: Path) -> str:
-    return part.name if table_format(part) == table_format(fmt_from) else part.stem + fmt_from.suffix
-
-
 # ----------------------------------------------------------------------------- the job
 def _impute_part(imputer, frame: pd.DataFrame, max_rows: int) -> pd.DataFrame:
     """``imputer.transform`` a few whole series at a time (at most ``max_rows`` rows per call, or one series)."""
@@ -329,7 +325,7 @@ def run_impute_job(
         mine = parts[rank::world_size]
         with tqdm(total=sum(rows[p] for p in mine), desc=f"impute (rank {rank})" if world_size > 1 else "impute",
                   unit="row", unit_scale=True, disable=not progress) as bar:
-            summary = _run_parts(imputer, mine, parts[0], rows, output, settings, done, rank, world_size, log,
+            summary = _run_parts(imputer, mine, rows, output, settings, done, rank, world_size, log,
                                  bar.update)
         if world_size > 1:
             barrier()
@@ -344,13 +340,13 @@ def run_impute_job(
     return summary
 
 
-def _run_parts(imputer, mine, first, rows, output, settings, done, rank, world_size, log, advance) -> JobSummary:
+def _run_parts(imputer, mine, rows, output, settings, done, rank, world_size, log, advance) -> JobSummary:
     shard_path = output / (MANIFEST if world_size == 1 else f"_manifest.rank{rank}.json")
     shard = _Manifest(settings, {k: v for k, v in done.items() if world_size == 1})
     summary = JobSummary(output=os.fspath(output), rank=rank, world_size=world_size)
     for path in mine:
         digest = fingerprint(path)
-        out_name = _output_name(path, first)
+        out_name = path.name  # the parts of a folder are all Parquet; a single file keeps its format
         record = done.get(path.name)
         if record is not None:
             if record["sha256"] != digest:
