@@ -6,7 +6,12 @@ written as Parquet parts of ``--rows-per-part`` rows; one imputer is fitted on a
 memory is its own), and once more under ``torchrun --nproc-per-node 2`` at the largest size. Peak memory
 should stay flat as the rows grow (parts are imputed a few series at a time).
 
-Usage: ``python benchmarks/batch_jobs.py [--sizes 10000,100000] [--n-samples 50] [--out FILE.json]``.
+With ``--fit-steps S`` it also times training: ``S`` steps of 16 windows in one process against ``S``
+steps of 8 windows on each of 2 processes under ``torchrun ... fit`` (DistributedDataParallel, gloo): the
+same windows seen, so the ratio of wall times is the data-parallel speed-up.
+
+Usage: ``python benchmarks/batch_jobs.py [--sizes 10000,100000] [--n-samples 50] [--steps 10]
+[--fit-steps 200] [--out FILE.json]``.
 """
 
 from __future__ import annotations
@@ -48,11 +53,12 @@ def run(cmd: list[str]) -> tuple[float, str]:
     res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
     if res.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{res.stdout}\n{res.stderr}")
-    return time.perf_counter() - t0, res.stdout.strip().splitlines()[-1]
+    return time.perf_counter() - t0, res.stdout.strip()
 
 
 def parse(summary: str) -> dict:
     """Numbers of a job summary line (rows, rows/s, peak memory)."""
+    summary = summary.splitlines()[-1]
     rows = int(summary.split(" rows,")[0].split(": ")[-1])
     rate = float(summary.split(" rows/s")[0].split("(")[-1])
     peak = float(summary.split("peak memory ")[1].split(" MB")[0])
@@ -66,6 +72,10 @@ def main() -> None:
     ap.add_argument("--series-rows", type=int, default=1000)
     ap.add_argument("--rows-per-part", type=int, default=20000)
     ap.add_argument("--n-samples", type=int, default=50)
+    ap.add_argument("--steps", type=int, default=None, help="kept steps at imputation (default: the model's)")
+    ap.add_argument("--fit-max-steps", type=int, default=None, help="training length of the model (default 1000)")
+    ap.add_argument("--fit-steps", type=int, default=0, help="also time S training steps on 1 and 2 processes")
+    ap.add_argument("--ddp-size", type=int, default=None, help="size of the 2-process run (default: the largest)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -74,20 +84,34 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_panel(tmp / "train", 20 * args.series_rows, args.features, args.series_rows, args.rows_per_part, 1)
-        fit_s, _ = run(tsimpute + ["fit", str(tmp / "train"), str(tmp / "m.pt"), "--id-col", "series",
-                                   "--time-col", "time", "--seed", "0", "-q", "--n-samples", str(args.n_samples)])
+        fit = ["fit", str(tmp / "train"), str(tmp / "m.pt"), "--id-col", "series", "--time-col", "time", "--seed",
+               "0", "-q", "--n-samples", str(args.n_samples)]
+        fit_s, _ = run(tsimpute + fit + (["--max-steps", str(args.fit_max_steps)] if args.fit_max_steps else []))
         common = ["--model", str(tmp / "m.pt"), "--id-col", "series", "--time-col", "time", "-q"]
+        common += ["--steps", str(args.steps)] if args.steps else []
+        threads = str(max(1, (os.cpu_count() or 2) // 2))
+        if args.fit_steps:
+            timed = fit[:2] + [str(tmp / "m_timed.pt")] + fit[3:] + ["--max-steps", str(args.fit_steps)]
+            one, _ = run(tsimpute + timed + ["--batch-size", "16"])
+            two, _ = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "tsimpute", *timed, "--batch-size", "8", "--threads", threads])
+            records.append({"training": True, "steps": args.fit_steps, "one_process_seconds": one,
+                            "two_process_seconds": two, "speedup": one / two})
+            print(records[-1], flush=True)
         for size in sizes:
             parts = tmp / f"in{size}"
             write_panel(parts, size, args.features, args.series_rows, args.rows_per_part)
             wall, line = run(tsimpute + ["impute", str(parts), str(tmp / f"out{size}"), *common])
             records.append({"processes": 1, "size": size, "wall_seconds": wall, **parse(line)})
             print(records[-1], flush=True)
-        size = sizes[-1]
-        wall, _ = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                       "-m", "tsimpute", "impute", str(tmp / f"in{size}"), str(tmp / "out2"), *common,
-                       "--threads", str(max(1, (os.cpu_count() or 2) // 2))])
-        records.append({"processes": 2, "size": size, "wall_seconds": wall})
+        size = args.ddp_size or sizes[-1]
+        if size not in sizes:
+            raise SystemExit(f"--ddp-size must be one of --sizes, got {size}")
+        wall, out = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                         "-m", "tsimpute", "impute", str(tmp / f"in{size}"), str(tmp / "out2"), *common,
+                         "--threads", threads])
+        ranks = [parse(line) for line in out.splitlines() if "rows/s" in line]
+        records.append({"processes": 2, "size": size, "wall_seconds": wall, "ranks": ranks})
         print(records[-1], flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     record = {"command": "python benchmarks/batch_jobs.py " + " ".join(f"--{k.replace('_', '-')} {v}"

@@ -267,9 +267,16 @@ def test_fit_on_a_folder_draws_whole_series_up_to_a_row_budget(tmp_path):
     assert Imputer.load(tmp_path / "m.pt").n_features_in_ == 3
 
 
-def test_fit_under_torchrun_is_refused_rather_than_racing_on_the_model_file(tmp_path, monkeypatch):
-    src = _write_parts(tmp_path / "in", n_parts=1)
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "1")
-    res = runner.invoke(app, ["fit", str(src), str(tmp_path / "m.pt"), "--id-col", "id", "--time-col", "hour"])
-    assert res.exit_code == 2 and "one process" in res.output and not (tmp_path / "m.pt").exists()
+def test_dask_workers_fill_their_own_partitions_as_in_the_readme(fitted, tmp_path):
+    dd = pytest.importorskip("dask.dataframe", reason="the Dask example needs dask[dataframe] (in the [dev] extra)")
+    imp, _ = fitted
+    src = _write_parts(tmp_path / "in", n_parts=3)
+
+    def fill(part: pd.DataFrame) -> pd.DataFrame:  # the README's example, verbatim
+        return imp.transform(part.set_index(["id", "hour"])).reset_index()
+
+    ddf = dd.read_parquet(src, split_row_groups=False)  # whole files: a series never straddles partitions
+    filled = ddf.map_partitions(fill, meta=ddf._meta).compute(scheduler="processes", num_workers=2)
+    expected = pd.concat([fill(part.compute()) for part in ddf.to_delayed()])
+    assert len(filled) == 3 * 3 * 30 and not filled.isna().any().any()
+    pd.testing.assert_frame_equal(filled.reset_index(drop=True), expected.reset_index(drop=True))

@@ -231,6 +231,8 @@ def fit(
                                                "of Parquet parts (whole series drawn up to --max-rows).")],
     model_file: Annotated[Path, typer.Argument(help="Where to save the fitted imputer.")],
     max_rows: _opt(int, "With a folder INPUT: rows of whole series drawn at random to fit on.") = 1_000_000,
+    max_steps: _opt(int | None, "Optimizer steps (default 1000, or as --epochs says).") = None,
+    batch_size: _opt(int | None, "Windows per step (per process under torchrun; default 16).") = None,
     time_col: _TimeCol = None,
     id_col: _IdCol = None,
     epochs: _Epochs = None,
@@ -244,29 +246,43 @@ def fit(
     threads: _Threads = None,
     quiet: _Quiet = False,
 ) -> None:
-    """Train an imputer on a table and save it (use it later with impute --model)."""
-    from .imputer import Imputer
+    """Train an imputer on a table and save it (use it later with impute --model).
+
+    Under ``torchrun --nproc-per-node N -m tsimpute fit ...`` training is data parallel
+    (DistributedDataParallel; NCCL on GPUs, one per process, gloo on CPUs) and rank 0 writes the file.
+    """
+    import random
+
+    from .distributed import barrier, broadcast_from_zero, distributed_rank, local_device, process_group
+    from .imputer import Imputer, _resolve_device
     from .io import read_table
-    from .jobs import distributed_rank
 
     if threads is not None and threads < 1:
         raise _usage_error(f"--threads must be at least 1, got {threads}")
-    if distributed_rank()[1] > 1:
-        raise _usage_error("fit trains in one process: run it without torchrun (torchrun runs impute jobs)")
+    rank, world = distributed_rank()
     with _user_errors(), _torch_threads(threads):
-        if input.is_dir():
-            from .jobs import sample_series
+        dev = local_device(_resolve_device(device or "auto"))
+        with process_group(world, dev):
+            if seed is None and world > 1:  # every rank must draw the same windows, targets and weights
+                seed = int(broadcast_from_zero(random.randrange(2**31 - 1)))
+            if input.is_dir():
+                from .jobs import sample_series
 
-            frame = sample_series(input, id_col=id_col, time_col=time_col, max_rows=max_rows, seed=seed or 0)
-            if not quiet:
-                _err(f"fitting on {len(frame)} rows of whole series drawn from the parts of {input}")
-        else:
-            frame = read_table(input, time_col=time_col, id_col=id_col)
-        params = _params(epochs, window, n_samples, steps, step_selection, precision, device, seed, quiet)
-        imp = Imputer(**params).fit(frame)
-        model_file.parent.mkdir(parents=True, exist_ok=True)
-        imp.save(model_file)
-    typer.echo(f"saved {model_file}")
+                frame = sample_series(input, id_col=id_col, time_col=time_col, max_rows=max_rows, seed=seed or 0)
+                if not quiet and rank == 0:
+                    _err(f"fitting on {len(frame)} rows of whole series drawn from the parts of {input}")
+            else:
+                frame = read_table(input, time_col=time_col, id_col=id_col)
+            params = _params(epochs, window, n_samples, steps, step_selection, precision,
+                             str(dev) if world > 1 else device, seed, quiet or rank > 0)
+            params.update({k: v for k, v in (("max_steps", max_steps), ("batch_size", batch_size)) if v is not None})
+            imp = Imputer(**params).fit(frame)
+            if rank == 0:
+                model_file.parent.mkdir(parents=True, exist_ok=True)
+                imp.save(model_file)
+            barrier()  # the file exists when any rank returns
+    if rank == 0:
+        typer.echo(f"saved {model_file}" + (f" (trained on {world} processes)" if world > 1 else ""))
 
 
 @app.command()
@@ -334,8 +350,9 @@ def _impute_job(input, output, model, resume, max_rows, time_col, id_col, n_samp
                 precision, device, quiet) -> None:
     import os
 
+    from .distributed import distributed_rank
     from .imputer import Imputer
-    from .jobs import distributed_rank, run_impute_job
+    from .jobs import run_impute_job
 
     rank, world = distributed_rank()
     if device is None and world > 1 and "LOCAL_RANK" in os.environ:

@@ -827,8 +827,8 @@ class _EpochWindows(WindowSet):
         ws = imputer._window_set(series, self._stride)
         super().__init__(ws.values, ws.observed)
 
-    def batches(self, batch_size, generator=None):
+    def batches(self, batch_size, generator=None, shard=(0, 1)):
         offset = int(self._rng.integers(self._stride))
         ws = self._imputer._window_set(self._series, self._stride, offset)
         self.values, self.observed = ws.values, ws.observed
-        return super().batches(batch_size, generator)
+        return super().batches(batch_size, generator, shard)

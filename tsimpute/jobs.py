@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .distributed import barrier, distributed_rank, process_group
 from .io import _require_pyarrow, read_table, table_format, write_table
 
 __all__ = ["MANIFEST", "JobSummary", "distributed_rank", "find_parts", "run_impute_job", "sample_series"]
@@ -99,14 +100,6 @@ def fingerprint(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def distributed_rank() -> tuple[int, int]:
-    """``(rank, world_size)`` from torchrun's environment (``(0, 1)`` outside it)."""
-    try:
-        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    except ValueError:
-        raise ValueError("RANK and WORLD_SIZE must be integers (set by torchrun)") from None
 
 
 # ----------------------------------------------------------------------------- checks
@@ -316,7 +309,7 @@ def run_impute_job(
             raise ValueError(f"the job in {os.fspath(output)!r} was started with other settings ({changed}): "
                              "resume it with the same imputer and options, or choose another folder")
         done.update(manifest.parts)
-    with _process_group(world_size) as barrier:
+    with process_group(world_size):
         output.mkdir(parents=True, exist_ok=True)
         for stale in output.glob(".*.tmp*"):  # left by a killed job: never a finished part
             with contextlib.suppress(OSError):
@@ -389,24 +382,6 @@ def _merge_shards(output: Path, settings: dict) -> None:
     merged.write(output / MANIFEST)
     for path in output.glob("_manifest.rank*.json"):
         path.unlink()
-
-
-@contextlib.contextmanager
-def _process_group(world_size: int):
-    """A barrier across torchrun's processes (gloo; joined here unless the caller already has a group)."""
-    if world_size == 1:
-        yield lambda: None
-        return
-    import torch.distributed as dist
-
-    owned = not dist.is_initialized()
-    if owned:
-        dist.init_process_group("gloo")
-    try:
-        yield dist.barrier
-    finally:
-        if owned:
-            dist.destroy_process_group()
 
 
 def sample_series(source: str | os.PathLike[str], *, id_col: str | None = None, time_col: str | None = None,

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from .diffusion.schedules import NoiseSchedule
 from .diffusion.step_mask import StepMask, cubic_budget, effective_masks, loss_weight, sample_kept_timestep
 from .diffusion.targets import random_conditional_mask
+from .distributed import all_mean_tensor
 from .inference import impute_windows
 from .training import WindowSet, autocast, denoising_loss
 
@@ -127,7 +128,10 @@ class StepLearner:
 
     def _mask_step(self, rewards: torch.Tensor, masks: torch.Tensor, progress: float) -> None:
         # (ours) rewards are standardised over the J draws, so the step size does not depend on the
-        # loss scale; the leave-one-out baseline inside the estimator is unchanged.
+        # loss scale; the leave-one-out baseline inside the estimator is unchanged. Under data-parallel
+        # training every rank draws the same masks (same mask generator) on its own batch: the mean reward
+        # over the ranks is the reward on the global batch, and the scores stay identical across ranks.
+        rewards = all_mean_tensor(rewards.double()).float()
         spread = rewards.std() if len(rewards) > 1 else torch.tensor(0.0)
         scaled = (rewards - rewards.mean()) / spread if spread > 1e-12 else torch.zeros_like(rewards)
         grad = self.mask.policy_gradient(scaled, masks)

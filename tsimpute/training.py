@@ -21,6 +21,7 @@ from .diffusion.losses import draw_training_steps, masked_eps_mse
 from .diffusion.parameterization import parameterization_of
 from .diffusion.schedules import NoiseSchedule, add_noise
 from .diffusion.targets import conditional_mask
+from .distributed import all_mean, broadcast_from_zero, world
 from .precision import resolve_precision
 
 
@@ -37,14 +38,24 @@ class WindowSet:
     def to(self, device: torch.device | str) -> WindowSet:
         return WindowSet(self.values.to(device), self.observed.to(device))
 
-    def batches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[WindowSet]:
-        """Minibatches; shuffled when a generator is given."""
+    def batches(self, batch_size: int, generator: torch.Generator | None = None,
+                shard: tuple[int, int] = (0, 1)) -> Iterator[WindowSet]:
+        """Minibatches; shuffled when a generator is given.
+
+        ``shard=(rank, world_size)``: this rank's share of the (shared) order, every ``world_size``-th window
+        from ``rank`` on, the order first padded by repeating it so that every rank gets as many windows
+        (and batches) as the others (as :class:`torch.utils.data.DistributedSampler` does).
+        """
         n = len(self)
         if generator is None:
             order = torch.arange(n)
         else:
             order = torch.randperm(n, generator=generator, device=generator.device)
-        for i in range(0, n, batch_size):
+        rank, size = shard
+        if size > 1 and n:
+            total = -(-n // size) * size
+            order = order.repeat(-(-total // n))[:total][rank::size]
+        for i in range(0, len(order), batch_size):
             idx = order[i : i + batch_size].to(self.values.device)
             yield WindowSet(self.values[idx], self.observed[idx])
 
@@ -224,6 +235,39 @@ class _WeightAverage:
             avg.copy_(b)
 
 
+class _BatchLoss(nn.Module):
+    """The training loss of one batch as a module, so that DistributedDataParallel can wrap all of it (the
+    side information, the network and any loss hook run inside its ``forward``)."""
+
+    def __init__(self, model: nn.Module, schedule: NoiseSchedule, noise_levels: str, loss_hook: StepHook | None):
+        super().__init__()
+        self.model = model
+        self.n_steps, self.noise_levels, self.loss_hook = schedule.n_steps, noise_levels, loss_hook
+        self.alphas_cumprod = schedule.alphas_cumprod  # a plain attribute: not a buffer to synchronise
+
+    def forward(self, batch: WindowSet, cond: torch.Tensor, progress: float,
+                generator: torch.Generator) -> torch.Tensor:
+        if self.loss_hook is not None:
+            return self.loss_hook(self.model, batch, cond, int(progress), progress)
+        device = batch.values.device
+        t = draw_training_steps(self.n_steps, len(batch), self.noise_levels, generator, device)
+        return denoising_loss(self.model, batch, cond, t, self.alphas_cumprod.to(device)[t], generator)
+
+
+def _data_parallel(module: nn.Module, device: torch.device) -> nn.Module:
+    """``module`` wrapped in DistributedDataParallel under a process group of several ranks, else itself."""
+    if world()[1] == 1:
+        return module
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    # buffers (first-guess weights, scale tables) are equal on every rank and never change: no syncing per step
+    options = inspect.signature(DistributedDataParallel).parameters
+    no_sync = "forward_sync_buffers" if "forward_sync_buffers" in options else "broadcast_buffers"
+    return DistributedDataParallel(module, device_ids=[device] if device.type == "cuda" else None, **{no_sync: False})
+
+
 def _lr_factor(config: TrainConfig, progress: float) -> float:
     if config.lr_schedule == "cosine":
         if config.warmup > 0 and progress < config.warmup:
@@ -262,6 +306,12 @@ def train_denoiser(
     Checkpoint selection and early stopping start at ``config.select_from_epoch`` (joint step-mask training
     sets it to the epoch where the step budget reaches its final value). See :class:`TrainConfig` for the
     training length, the learning-rate schedule and the weight average.
+
+    Under a ``torch.distributed`` process group of N ranks (``torchrun``) training is data parallel: every
+    rank passes the same model, data and ``generator``; each takes its share of every epoch's shuffled
+    windows (``config.batch_size`` per rank per step), draws its own targets and noise, and gradients are
+    averaged by DistributedDataParallel. Scores and time limits are rank 0's, so that every rank keeps the
+    same checkpoint and stops at the same step; the returned weights are identical on every rank.
     """
     if config.epochs is None and config.max_steps is None and config.max_time is None:
         raise ValueError("training needs a length: set epochs, max_steps or max_time")
@@ -270,23 +320,33 @@ def train_denoiser(
     device = train.values.device
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     patterns = train.observed if config.target_strategy in ("hist", "mix") else None
-    ac = schedule.alphas_cumprod.to(device)
+    rank, world_size = world()
+    draws = generator  # targets and noise; the shuffling order always comes from the shared generator
+    if world_size > 1:
+        seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
+        draws = torch.Generator(device=generator.device).manual_seed(seed + 1 + rank)
+    batch_loss = _data_parallel(_BatchLoss(model, schedule, config.noise_levels, loss_hook), device)
     history = TrainHistory()
     best_state = None
-    n_batches = max(1, math.ceil(len(train) / config.batch_size))
+    n_batches = max(1, math.ceil(math.ceil(len(train) / world_size) / config.batch_size))
     planned = config.max_steps
     if config.epochs is not None:
         planned = min(planned or math.inf, config.epochs * n_batches)
     average = _WeightAverage(model, config.ema_decay) if config.ema_decay else None
     bar = tqdm(total=planned if planned != math.inf else None, desc="fit", unit="step",
-               disable=not config.verbose, leave=False)
+               disable=not config.verbose or rank > 0, leave=False)
     start = time.perf_counter()
     step, epoch, evals_since_best, done = 0, 0, 0, False
 
-    def progress() -> float:
+    def elapsed() -> float:
+        """Seconds since the start (rank 0's, so that every rank sees the same time limit and rate)."""
+        seconds = time.perf_counter() - start
+        return broadcast_from_zero(seconds) if config.max_time else seconds
+
+    def progress(seconds: float) -> float:
         frac = step / planned if planned else 0.0
         if config.max_time:
-            frac = max(frac, (time.perf_counter() - start) / config.max_time)
+            frac = max(frac, seconds / config.max_time)
         return frac
 
     def evaluate(epoch_loss: float) -> bool:
@@ -294,9 +354,9 @@ def train_denoiser(
         nonlocal best_state, evals_since_best
         net = average.model if average is not None else model
         if score_fn is not None:
-            score = float(score_fn(net))
+            score = broadcast_from_zero(score_fn(net))
         elif valid is not None and len(valid):
-            score = validation_loss(net, schedule, valid, config, patterns)
+            score = broadcast_from_zero(validation_loss(net, schedule, valid, config, patterns))
         else:
             score = epoch_loss
         if score_fn is not None or (valid is not None and len(valid)):
@@ -324,16 +384,13 @@ def train_denoiser(
     while not done:
         model.train()
         running, seen = 0.0, 0
-        for it, batch in enumerate(train.batches(config.batch_size, generator)):
+        for it, batch in enumerate(train.batches(config.batch_size, generator, (rank, world_size))):
+            seconds = elapsed()
             for group in opt.param_groups:
-                group["lr"] = config.lr * _lr_factor(config, progress())
-            cond = draw_targets(batch, config.target_strategy, patterns, generator)
+                group["lr"] = config.lr * _lr_factor(config, progress(seconds))
+            cond = draw_targets(batch, config.target_strategy, patterns, draws)
             with autocast(device, config.precision):
-                if loss_hook is None:
-                    t = draw_training_steps(schedule.n_steps, len(batch), config.noise_levels, generator, device)
-                    loss = denoising_loss(model, batch, cond, t, ac[t], generator)
-                else:
-                    loss = loss_hook(model, batch, cond, epoch, epoch + it / n_batches)
+                loss = batch_loss(batch, cond, epoch + it / n_batches, draws)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -343,11 +400,11 @@ def train_denoiser(
             seen += 1
             step += 1
             bar.update(1)
-            out_of_time = config.max_time is not None and time.perf_counter() - start >= config.max_time
+            out_of_time = config.max_time is not None and elapsed() >= config.max_time
             finished = (planned is not None and step >= planned) or out_of_time
             if config.eval_every and (step % config.eval_every == 0 or finished):
                 model.eval()
-                stop = evaluate(running / seen)
+                stop = evaluate(all_mean(running / seen))
                 model.train()
                 if stop:
                     history.stopped_early = True
@@ -355,7 +412,7 @@ def train_denoiser(
             if finished:
                 done = True
                 break
-        history.train_loss.append(running / max(seen, 1))
+        history.train_loss.append(all_mean(running / max(seen, 1)))
         if not config.eval_every and evaluate(history.train_loss[-1]):
             history.stopped_early = True
             done = True
