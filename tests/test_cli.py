@@ -60,19 +60,19 @@ def test_version_and_help():
     assert res.exit_code == 0 and "--profile" in res.output and "--steps" in res.output
 
 
-def test_datasets_lists_four_with_locations_and_licenses():
+def test_datasets_lists_six_with_locations_and_licenses():
     res = runner.invoke(app, ["datasets"])
     assert res.exit_code == 0, res.output
-    for name in ("physionet2012", "pm25", "beijing_multisite", "ett"):
+    for name in ("physionet2012", "pm25", "beijing_multisite", "ett", "mnist", "fashion_mnist"):
         assert name in res.output
-    assert res.output.count("license:") == 4 and "ODC-By" in res.output
+    assert res.output.count("license:") == 6 and "ODC-By" in res.output
     assert "Searched, in order" in res.output
 
 
 def test_datasets_not_found(no_data):
     res = runner.invoke(app, ["datasets", "--data-dir", str(no_data)])
     assert res.exit_code == 0, res.output
-    assert res.output.count("found, not found") == 4
+    assert res.output.count("found, not found") == 6
 
 
 # ----------------------------------------------------------------------------- bench
@@ -138,16 +138,16 @@ def test_newcomer_smoke_bench_with_no_data_anywhere(tmp_path):
 
 
 def test_bench_unknown_dataset():
-    out = _fail(runner.invoke(app, ["bench", "mnist"]), code=2)
-    assert "unknown dataset 'mnist'" in out and "physionet, pm25, synthetic" in out
+    out = _fail(runner.invoke(app, ["bench", "cifar100"]), code=2)
+    assert "unknown dataset 'cifar100'" in out and "physionet, pm25, synthetic, digits, mnist" in out
 
 
 def test_bench_bad_options():
     assert "choose one of smoke" in _fail(runner.invoke(app, ["bench", "pm25", "--profile", "x"]), code=2)
     assert "--seed takes integers" in _fail(runner.invoke(app, ["bench", "pm25", "--seed", "1,a"]), code=2)
     assert "at least 1" in _fail(runner.invoke(app, ["bench", "pm25", "--threads", "0"]), code=2)
-    out = _fail(runner.invoke(app, ["datasets", "--download", "mnist"]), code=2)
-    assert "unknown dataset 'mnist'" in out and "physionet2012" in out
+    out = _fail(runner.invoke(app, ["datasets", "--download", "cifar100"]), code=2)
+    assert "unknown dataset 'cifar100'" in out and "physionet2012" in out
     out = _fail(runner.invoke(app, ["bench", "synthetic", "--methods", "mean,csdi"]))
     assert "unknown methods ['csdi']" in out
     out = _fail(runner.invoke(app, ["bench", "synthetic", "--steps", "100", "--methods", "mean"]))

@@ -525,7 +525,7 @@ def test_not_found_for_every_loader(isolated):
 
 # ----------------------------------------------------------------------------- registry
 def test_registry_and_status(isolated, monkeypatch):
-    assert list(D.DATASETS) == ["physionet2012", "pm25", "beijing_multisite", "ett"]
+    assert list(D.DATASETS) == ["physionet2012", "pm25", "beijing_multisite", "ett", "mnist", "fashion_mnist"]
     for info in D.DATASETS.values():
         assert info.license and info.citation and info.url.startswith("https://")
         assert (Path(__file__).resolve().parents[1] / info.card).is_file()
@@ -534,7 +534,7 @@ def test_registry_and_status(isolated, monkeypatch):
             pinned = [v.sha256 for v in f.variants if v.sha256 is not None]
             assert pinned and all(len(h) == 64 for h in pinned)
     rows = D.dataset_status(isolated)
-    assert [r.found for r in rows] == [False] * 4 and rows[0].embedded_sample
+    assert [r.found for r in rows] == [False] * 6 and rows[0].embedded_sample
     assert set(asdict(rows[0])) >= {"name", "found", "location", "license", "size"}
     with pytest.raises(ValueError, match="name"):
         D.download_dataset("cifar10")

@@ -68,8 +68,9 @@ def save_imputer(imputer, path, model_config: dict) -> None:
     torch.save(payload, Path(path))
 
 
-def read_checkpoint(path) -> dict:
-    """Read and check a checkpoint file; raise a clear error for foreign, truncated or newer files."""
+def read_checkpoint(path, fmt: str = FORMAT, format_version: int = FORMAT_VERSION) -> dict:
+    """Read and check a checkpoint file of format ``fmt``; raise a clear error for foreign, truncated or newer
+    files."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no imputer file at {str(path)!r}")
@@ -79,13 +80,14 @@ def read_checkpoint(path) -> dict:
         raise ValueError(
             f"{str(path)!r} is not a readable tsimpute imputer file (truncated, corrupt or foreign): {exc}"
         ) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{str(path)!r} is not a tsimpute imputer file")
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise ValueError(f"{str(path)!r} is not a {fmt} file" + (f" (it is a {payload['format']} file)" if
+                         isinstance(payload, dict) and isinstance(payload.get("format"), str) else ""))
     version = payload.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or version > format_version:
         raise ValueError(
             f"{str(path)!r} uses checkpoint format {version!r}, newer than this tsimpute ({__version__}) "
-            f"reads (format {FORMAT_VERSION}); upgrade tsimpute (it was written by {payload.get('tsimpute_version')})"
+            f"reads (format {format_version}); upgrade tsimpute (it was written by {payload.get('tsimpute_version')})"
         )
     return payload
 

@@ -83,7 +83,8 @@ def _opt(kind, help: str):
 
 @app.command()
 def bench(
-    dataset: Annotated[str, typer.Argument(help="physionet, pm25 or synthetic.")],
+    dataset: Annotated[str, typer.Argument(help="physionet, pm25 or synthetic; images: digits, mnist or "
+                                                "fashion-mnist.")],
     steps: _opt(str | None, "Step counts, e.g. 50,25,10,5 (default: the profile's).") = None,
     profile: _opt(str, "smoke (CI, < 2 min), quick (< 20 min on 2 CPU cores), converged (for --model) or "
                        "paper (GPU).") = "smoke",
@@ -107,11 +108,18 @@ def bench(
     plot: _opt(bool, "Write the PNG plot (needs the plot extra).") = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or messages.")] = False,
 ) -> None:
-    """Train once, sample with different step counts and selections, compare with classical imputers."""
-    from . import benchmark
+    """Train once, sample with different step counts and selections, compare with classical imputers.
 
+    Image datasets (digits, mnist, fashion-mnist) train a UNet and compare generation and inpainting instead.
+    """
+    from . import benchmark
+    from .benchmark.images import IMAGE_DATASETS
+
+    if dataset in IMAGE_DATASETS:
+        _bench_images(dataset, steps, profile, seed, data_dir, device, out, n_train, threads, plot, quiet)
+        return
     if dataset not in benchmark.BENCH_DATASETS:
-        names = ", ".join(benchmark.BENCH_DATASETS)
+        names = ", ".join(benchmark.BENCH_DATASETS + IMAGE_DATASETS)
         raise _usage_error(f"unknown dataset {dataset!r}; choose one of {names}")
     if profile not in benchmark.PROFILES:
         raise _usage_error(f"unknown profile {profile!r}; choose one of {', '.join(benchmark.PROFILES)}")
@@ -142,6 +150,40 @@ def bench(
     typer.echo(benchmark.format_table(result.rows))
     for note in result.notes:
         typer.echo(f"note: {note}")
+    for kind, path in paths.items():
+        if isinstance(path, Path):
+            typer.echo(f"wrote {path}")
+        else:
+            _err(f"{kind}: {path}")
+    typer.echo(f"wall time {result.metadata['wall_seconds']:.1f} s")
+
+
+def _bench_images(dataset, steps, profile, seed, data_dir, device, out, n_train, threads, plot, quiet) -> None:
+    from .benchmark.images import IMAGE_PROFILES, format_image_table, run_image_benchmark, write_image_results
+
+    if profile not in IMAGE_PROFILES:
+        raise _usage_error(f"unknown profile {profile!r} for images; choose one of {', '.join(IMAGE_PROFILES)}")
+    try:
+        counts = tuple(int(k) for k in steps.split(",") if k.strip()) if steps else None
+        seeds = [int(s) for item in (seed or ["0"]) for s in item.split(",") if s.strip()]
+    except ValueError:
+        raise _usage_error("--steps and --seed take integers") from None
+    if threads is not None and threads < 1:
+        raise _usage_error(f"--threads must be at least 1, got {threads}")
+    parts = ["tsimpute bench", dataset, f"--profile {profile}", f"--seed {seeds[0]}"]
+    parts += [f"{k} {v}" for k, v in (("--steps", steps), ("--n-train", n_train), ("--data-dir", data_dir),
+                                      ("--threads", threads)) if v is not None]
+    parts += [f"--device {device}"] if device != "cpu" else []
+    overrides = {"n_train": n_train} if n_train is not None else {}
+    log = (lambda msg: None) if quiet else _err
+    with _user_errors(), _torch_threads(threads), warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore")
+        result = run_image_benchmark(dataset, profile=profile, steps=counts, seed=seeds[0], data_dir=data_dir,
+                                     device=device, verbose=not quiet, log=log, **overrides)
+        paths = write_image_results(result, out, command=" ".join(parts + [f"--out {out}"]), plot=plot)
+    typer.echo(format_image_table(result.rows))
+    typer.echo(f"note: {result.metadata['metric_note']}")
     for kind, path in paths.items():
         if isinstance(path, Path):
             typer.echo(f"wrote {path}")

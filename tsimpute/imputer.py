@@ -23,9 +23,7 @@ from .diffusion.samplers import SAMPLERS
 from .diffusion.schedules import (
     CHAIN_SEMANTICS,
     SCHEDULES,
-    Chain,
     NoiseSchedule,
-    quadratic_steps,
     uniform_steps,
 )
 from .diffusion.step_mask import LOSS_WEIGHTS
@@ -43,11 +41,10 @@ from .holdout import HoldoutScore
 from .inference import SamplingInfo, impute_windows
 from .models import CSDIConfig, CSDIDenoiser
 from .precision import PRECISIONS
-from .step_learning import MASK_OBJECTIVES, StepLearner, StepLearningConfig
+from .step_learning import MASK_OBJECTIVES
+from .step_selection import STEP_SELECTIONS, StepSelectionMixin
 from .training import TrainConfig, WindowSet, train_denoiser
 from .validation import validated_frame
-
-STEP_SELECTIONS = ("all", "uniform", "quadratic", "learned")
 
 
 def _fit_scaler(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +91,7 @@ def _seeded_torch(seed: int, device: torch.device):
         yield
 
 
-class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+class Imputer(StepSelectionMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Fill gaps in multivariate time series with a CSDI-style conditional diffusion model.
 
     The model is trained on the observed entries of ``X`` (some observed entries are hidden and learned
@@ -586,21 +583,6 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return HoldoutScore(data, self._schedule, seed=seed, precision=self.precision, clip=self._clip_range(),
                             chain=self._schedule.chain(steps, self.chain), sampler=self.sampler, eta=self.eta)
 
-    def _step_learner(self, generator, reward_data, *, total_epochs, budget_epochs, warmup_epochs, k=None):
-        cfg = StepLearningConfig(
-            target_steps=self.target_steps if k is None else k, total_epochs=total_epochs,
-            budget_epochs=budget_epochs, warmup_epochs=warmup_epochs, objective=self.mask_objective,
-            weight=self.mask_weight, chain=self.chain, n_masks=self.n_masks, lr=self.mask_lr,
-            precision=self.precision,
-        )
-        return StepLearner(self._schedule, cfg, generator, reward_data=reward_data)
-
-    def _store_mask(self, learner: StepLearner) -> None:
-        self.learned_steps_ = learner.kept_steps().numpy()
-        self.step_scores_ = learner.mask.scores.detach().cpu().numpy().copy()
-        self.mask_binarity_ = learner.mask.binarity(learner.config.target_steps)
-        self.mask_log_ = learner.log
-
     def learn_steps(self, X, target_steps: int | None = None, epochs: int = 1, finetune: bool = False,
                     lr: float | None = None) -> Imputer:
         """Learn a step mask on this fitted model ("from a pretrained model", METHOD.md §4).
@@ -673,29 +655,6 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                          torch.from_numpy(observed.astype(np.float32)).to(self.device_))
 
     # ------------------------------------------------------------------ sampling
-    def inference_steps(self) -> torch.Tensor:
-        """The kept steps (ascending) that sampling uses with the current ``step_selection``."""
-        sel = self.step_selection
-        if sel not in STEP_SELECTIONS:
-            raise ValueError(f"step_selection must be one of {STEP_SELECTIONS}, got {sel!r}")
-        if sel == "all":
-            return torch.arange(self.n_steps)
-        if sel == "uniform":
-            return uniform_steps(self.n_steps, min(self.target_steps, self.n_steps))
-        if sel == "quadratic":
-            return quadratic_steps(self.n_steps, min(self.target_steps, self.n_steps))
-        learned = getattr(self, "learned_steps_", None)
-        if learned is None:
-            raise ValueError(
-                "step_selection='learned' needs a learned step mask: fit with step_selection='learned' "
-                "or call learn_steps(X) first"
-            )
-        return torch.as_tensor(learned, dtype=torch.long)
-
-    def inference_chain(self) -> Chain:
-        """The reverse chain that sampling uses with the current settings."""
-        return self._schedule.chain(self.inference_steps(), self.chain)
-
     def _clip_range(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Bounds ``(K, 1)`` of the predicted clean values in model units (``sample_clip``), or None."""
         if self.sample_clip is None or not hasattr(self, "data_min_"):

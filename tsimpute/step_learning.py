@@ -27,7 +27,7 @@ from .diffusion.step_mask import StepMask, cubic_budget, effective_masks, loss_w
 from .diffusion.targets import random_conditional_mask
 from .distributed import all_mean_tensor
 from .inference import impute_windows
-from .training import WindowSet, autocast, denoising_loss
+from .training import LossFn, WindowSet, autocast, denoising_loss
 
 MASK_OBJECTIVES = ("loss", "imputation")
 
@@ -65,6 +65,7 @@ class StepLearner:
     config: StepLearningConfig
     generator: torch.Generator
     reward_data: WindowSet | None = None
+    loss_fn: LossFn = denoising_loss
     mask: StepMask = field(init=False)
     log: list[dict] = field(default_factory=list)
     _iteration: int = 0
@@ -114,7 +115,7 @@ class StepLearner:
         masks = effective_masks(self.mask.sample(n_masks, self._mask_gen))
         group, t = self._group_steps(masks, len(batch), batch.values.device)
         weights = loss_weight(c.weight, self.schedule, masks[group], t.cpu()[:, None])[:, 0]
-        per_window = denoising_loss(
+        per_window = self.loss_fn(
             model, batch, cond, t, self._signal_levels(masks, group, t), self.generator,
             weight=weights.to(batch.values.device), reduction="none",
         )

@@ -186,6 +186,8 @@ def validation_loss(
     patterns: torch.Tensor | None,
     seed: int = 0,
     repeats: int = 2,
+    loss_fn: LossFn | None = None,
+    targets_fn: TargetsFn | None = None,
 ) -> float:
     """Mean denoising loss on validation windows with fixed targets, steps and noise.
 
@@ -199,10 +201,13 @@ def validation_loss(
     ac = schedule.alphas_cumprod.to(device)
     for _ in range(repeats):
         for batch in data.batches(config.batch_size):
-            cond = draw_targets(batch, config.target_strategy, patterns, gen)
+            if targets_fn is None:
+                cond = draw_targets(batch, config.target_strategy, patterns, gen)
+            else:
+                cond = targets_fn(batch, gen)
             t = torch.randint(schedule.n_steps, (len(batch),), generator=gen, device=device)
             with autocast(device, config.precision):
-                loss = denoising_loss(model, batch, cond, t, ac[t], gen)
+                loss = (loss_fn or denoising_loss)(model, batch, cond, t, ac[t], gen)
             n = float((batch.observed - cond).sum())
             total += float(loss) * n
             count += n
@@ -212,6 +217,11 @@ def validation_loss(
 
 StepHook = Callable[[nn.Module, WindowSet, torch.Tensor, int, float], torch.Tensor]
 ScoreFn = Callable[[nn.Module], float]
+#: ``loss_fn(model, batch, cond_mask, t, alpha_bar, generator, weight=None, reduction="mean")``, as
+#: :func:`denoising_loss` (the CSDI denoiser's); another network family brings its own.
+LossFn = Callable[..., torch.Tensor]
+#: ``targets_fn(batch, generator) -> cond_mask``: which observed entries a training batch is given.
+TargetsFn = Callable[[WindowSet, torch.Generator | None], torch.Tensor]
 
 
 class _WeightAverage:
@@ -239,10 +249,12 @@ class _BatchLoss(nn.Module):
     """The training loss of one batch as a module, so that DistributedDataParallel can wrap all of it (the
     side information, the network and any loss hook run inside its ``forward``)."""
 
-    def __init__(self, model: nn.Module, schedule: NoiseSchedule, noise_levels: str, loss_hook: StepHook | None):
+    def __init__(self, model: nn.Module, schedule: NoiseSchedule, noise_levels: str, loss_hook: StepHook | None,
+                 loss_fn: LossFn):
         super().__init__()
         self.model = model
-        self.n_steps, self.noise_levels, self.loss_hook = schedule.n_steps, noise_levels, loss_hook
+        self.n_steps, self.noise_levels = schedule.n_steps, noise_levels
+        self.loss_hook, self.loss_fn = loss_hook, loss_fn
         self.alphas_cumprod = schedule.alphas_cumprod  # a plain attribute: not a buffer to synchronise
 
     def forward(self, batch: WindowSet, cond: torch.Tensor, progress: float,
@@ -251,7 +263,7 @@ class _BatchLoss(nn.Module):
             return self.loss_hook(self.model, batch, cond, int(progress), progress)
         device = batch.values.device
         t = draw_training_steps(self.n_steps, len(batch), self.noise_levels, generator, device)
-        return denoising_loss(self.model, batch, cond, t, self.alphas_cumprod.to(device)[t], generator)
+        return self.loss_fn(self.model, batch, cond, t, self.alphas_cumprod.to(device)[t], generator)
 
 
 def _data_parallel(module: nn.Module, device: torch.device) -> nn.Module:
@@ -288,6 +300,8 @@ def train_denoiser(
     generator: torch.Generator,
     loss_hook: StepHook | None = None,
     score_fn: ScoreFn | None = None,
+    loss_fn: LossFn | None = None,
+    targets_fn: TargetsFn | None = None,
 ) -> TrainHistory:
     """Fit ``model`` with Adam; keep the weights of the best evaluation.
 
@@ -302,6 +316,9 @@ def train_denoiser(
         (:class:`tsimpute.holdout.HoldoutScore`); chooses the checkpoint in place of the validation
         denoising loss (or, without validation data, the training loss). The weights before the first
         step are scored too (step 0 of the history), and kept if no later evaluation beats them.
+    loss_fn, targets_fn : callable, optional
+        The batch loss (default :func:`denoising_loss`, the CSDI denoiser's) and the draw of the given
+        entries of a batch (default: ``config.target_strategy``), for other network families (images).
 
     Checkpoint selection and early stopping start at ``config.select_from_epoch`` (joint step-mask training
     sets it to the epoch where the step budget reaches its final value). See :class:`TrainConfig` for the
@@ -319,13 +336,17 @@ def train_denoiser(
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {config.lr_schedule!r}")
     device = train.values.device
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    patterns = train.observed if config.target_strategy in ("hist", "mix") else None
+    patterns = train.observed if config.target_strategy in ("hist", "mix") and targets_fn is None else None
+    loss_fn = loss_fn or denoising_loss
+    if targets_fn is None:
+        def targets_fn(batch: WindowSet, gen: torch.Generator | None) -> torch.Tensor:
+            return draw_targets(batch, config.target_strategy, patterns, gen)
     rank, world_size = world()
     draws = generator  # targets and noise; the shuffling order always comes from the shared generator
     if world_size > 1:
         seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
         draws = torch.Generator(device=generator.device).manual_seed(seed + 1 + rank)
-    batch_loss = _data_parallel(_BatchLoss(model, schedule, config.noise_levels, loss_hook), device)
+    batch_loss = _data_parallel(_BatchLoss(model, schedule, config.noise_levels, loss_hook, loss_fn), device)
     history = TrainHistory()
     best_state = None
     n_batches = max(1, math.ceil(math.ceil(len(train) / world_size) / config.batch_size))
@@ -356,7 +377,8 @@ def train_denoiser(
         if score_fn is not None:
             score = broadcast_from_zero(score_fn(net))
         elif valid is not None and len(valid):
-            score = broadcast_from_zero(validation_loss(net, schedule, valid, config, patterns))
+            score = broadcast_from_zero(validation_loss(net, schedule, valid, config, patterns, loss_fn=loss_fn,
+                                                        targets_fn=targets_fn))
         else:
             score = epoch_loss
         if score_fn is not None or (valid is not None and len(valid)):
@@ -388,7 +410,7 @@ def train_denoiser(
             seconds = elapsed()
             for group in opt.param_groups:
                 group["lr"] = config.lr * _lr_factor(config, progress(seconds))
-            cond = draw_targets(batch, config.target_strategy, patterns, draws)
+            cond = targets_fn(batch, draws)
             with autocast(device, config.precision):
                 loss = batch_loss(batch, cond, epoch + it / n_batches, draws)
             opt.zero_grad(set_to_none=True)

@@ -6,7 +6,10 @@ Loaders return plain numpy / pandas objects (no torch):
   :func:`holdout_mask`, :func:`zscore_stats`, :func:`physionet_task`;
 - :func:`load_pm25` (36-station PM2.5) with :func:`pm25_windows`;
 - :func:`load_beijing_multisite` (UCI, 12 stations);
-- :func:`load_ett` (ETTh1, ETTh2, ETTm1).
+- :func:`load_ett` (ETTh1, ETTh2, ETTm1);
+- images (:mod:`tsimpute.datasets.images`): :func:`load_mnist`, :func:`load_fashion_mnist` (original idx
+  files), :func:`load_digits` (scikit-learn's 8x8 digits, no file) and :func:`load_cifar10` (binary
+  distribution, from a path you give).
 
 Where files are looked for
 --------------------------
@@ -14,9 +17,9 @@ Every loader takes ``data_dir`` and searches, in order: the argument; ``$TSIMPUT
 ``~/.cache/tsimpute``; ``../shared/data`` from the working directory; ``shared/data`` beside
 the repository checkout. The layout below a root is ``physionet2012/set-a.tar.gz``,
 ``pm25/SampleData/pm25_ground.txt``, ``beijing_multisite_air_quality/PRSA_Data_20130301-20170228.tar.gz``,
-``ett/ETTh1.csv.gz`` and so on. Files are checked against pinned sha256 hashes (a mismatch
-raises ``ValueError``); a missing file raises ``FileNotFoundError`` listing the places searched
-and the official URL. ``download=True`` (or :func:`download_dataset`) fetches official files
+``ett/ETTh1.csv.gz``, ``mnist/train-images-idx3-ubyte.gz`` and so on. Files are checked against
+pinned sha256 hashes (a mismatch raises ``ValueError``); a missing file raises ``FileNotFoundError``
+listing the places searched and the official URL. ``download=True`` (or :func:`download_dataset`) fetches official files
 into ``data_dir`` or ``~/.cache/tsimpute``.
 
 A real subset of PhysioNet 2012 set-a (ODC-By 1.0) ships with the package, so
@@ -29,10 +32,22 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import beijing, ett, physionet, pm25
+from . import beijing, ett, images, physionet, pm25
 from ._locate import ENV_VAR, DatasetInfo, find_file, search_roots, user_cache_dir, verify_file
 from .beijing import BEIJING_FEATURES, BEIJING_STATIONS, download_beijing_multisite, load_beijing_multisite
 from .ett import ETT_COLUMNS, ETT_NAMES, download_ett, load_ett
+from .images import (
+    CIFAR10_CLASSES,
+    FASHION_MNIST_CLASSES,
+    MNIST_CLASSES,
+    ImageData,
+    download_fashion_mnist,
+    download_mnist,
+    load_cifar10,
+    load_digits,
+    load_fashion_mnist,
+    load_mnist,
+)
 from .physionet import (
     PHYSIONET_VARIABLES,
     SAMPLE_STAYS,
@@ -47,15 +62,19 @@ from .pm25 import PM25_TEST_MONTHS, PM25Data, PM25Windows, download_pm25, load_p
 __all__ = [
     "BEIJING_FEATURES",
     "BEIJING_STATIONS",
+    "CIFAR10_CLASSES",
     "DATASETS",
     "ENV_VAR",
     "ETT_COLUMNS",
     "ETT_NAMES",
+    "FASHION_MNIST_CLASSES",
+    "MNIST_CLASSES",
     "PHYSIONET_VARIABLES",
     "PM25_TEST_MONTHS",
     "SAMPLE_STAYS",
     "DatasetInfo",
     "DatasetStatus",
+    "ImageData",
     "PM25Data",
     "PM25Windows",
     "PhysioNetData",
@@ -65,11 +84,17 @@ __all__ = [
     "download_beijing_multisite",
     "download_dataset",
     "download_ett",
+    "download_fashion_mnist",
+    "download_mnist",
     "download_physionet",
     "download_pm25",
     "holdout_mask",
     "load_beijing_multisite",
+    "load_cifar10",
+    "load_digits",
     "load_ett",
+    "load_fashion_mnist",
+    "load_mnist",
     "load_physionet",
     "load_pm25",
     "physionet_split",
@@ -82,13 +107,18 @@ __all__ = [
 
 #: Registry: dataset name -> :class:`DatasetInfo` (description, shape, license, citation,
 #: official URL, files with sha256, loader name, card path).
-DATASETS: dict[str, DatasetInfo] = {m.INFO.name: m.INFO for m in (physionet, pm25, beijing, ett)}
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (physionet.INFO, pm25.INFO, beijing.INFO, ett.INFO, images.MNIST_INFO, images.FASHION_MNIST_INFO)
+}
 
 _DOWNLOADERS = {
     "physionet2012": download_physionet,
     "pm25": download_pm25,
     "beijing_multisite": download_beijing_multisite,
     "ett": download_ett,
+    "mnist": download_mnist,
+    "fashion_mnist": download_fashion_mnist,
 }
 
 
@@ -137,7 +167,7 @@ def dataset_status(
     data_dir : str or path-like, optional
         Data root searched first.
     verify : bool, default=False
-        Also check the checksums (about 30 MB of hashing, cached per process).
+        Also check the checksums (about 75 MB of hashing, cached per process).
 
     Returns
     -------
