@@ -135,6 +135,31 @@ def test_newcomer_smoke_bench_with_no_data_anywhere(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     assert "embedded real sample" in res.stdout and "interpolate" in res.stdout
     _check_smoke_results(out, source="sample")
+    # the image benchmark's smoke run: scikit-learn's embedded digits, no data either
+    res = subprocess.run([sys.executable, "-m", "tsimpute.cli", "bench", "digits", "--profile", "smoke",
+                          "--out", str(tmp_path / "images"), "--quiet"],
+                         cwd=tmp_path / "work", env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "not Inception FID" in res.stdout
+    _check_image_smoke_results(tmp_path / "images")
+
+
+def _check_image_smoke_results(out: Path) -> None:
+    """Every selection at every step count, finite metrics, the plot and one sample grid per run."""
+    payload = json.loads((out / "images-digits-smoke.json").read_text())
+    rows = pd.DataFrame(payload["rows"])
+    generation = rows[rows["task"] == "generation"]
+    assert set(generation["method"]) == {"full", "learned", "learned-ddim", "uniform", "quadratic", "ddim"}
+    assert sorted(set(generation["steps"])) == [5, 10, 50]
+    assert np.isfinite(generation["frechet_distance"]).all() and (generation["frechet_distance"] >= 0).all()
+    for task in ("inpainting-random", "inpainting-centre"):
+        part = rows[rows["task"] == task]
+        assert {"full", "learned", "uniform", "full (replace)"} <= set(part["method"])
+        assert ((part["mae"] > 0) & (part["mae"] < 1)).all() and np.isfinite(part["psnr"]).all()
+    assert "not Inception FID" in payload["metadata"]["metric_note"]
+    assert len(payload["learned_masks"]["10 (joint)"]) == 10
+    assert (out / "images-digits-smoke.png").is_file()
+    assert (out / "images-digits-smoke-samples-learned-10.png").is_file()
 
 
 def test_bench_unknown_dataset():

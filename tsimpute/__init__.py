@@ -2,7 +2,7 @@
 
 from ._version import __version__
 
-__all__ = ["Imputer", "__version__"]
+__all__ = ["ImageImputer", "Imputer", "__version__"]
 
 
 def __getattr__(name: str):
@@ -11,4 +11,8 @@ def __getattr__(name: str):
         from .imputer import Imputer
 
         return Imputer
+    if name == "ImageImputer":
+        from .image_imputer import ImageImputer
+
+        return ImageImputer
     raise AttributeError(f"module 'tsimpute' has no attribute {name!r}")

@@ -27,6 +27,7 @@ from .image_masks import training_masks
 from .imputer import Imputer, _resolve_device, _seeded_torch
 from .models.unet import UNetConfig, UNetDenoiser, levels_for, require_diffusers
 from .precision import PRECISIONS
+from .step_learning import MASK_OBJECTIVES
 from .step_selection import STEP_SELECTIONS, StepSelectionMixin
 from .training import TrainConfig, WindowSet, autocast, train_denoiser
 
@@ -43,6 +44,51 @@ def image_loss(model: UNetDenoiser, batch: WindowSet, cond: torch.Tensor, t: tor
     x_t = add_noise(batch.values, eps, alpha_bar)
     pred = model(x_t, t, batch.values * cond, cond[:, :1]) if model.config.conditional else model(x_t, t)
     return masked_eps_mse(pred, eps, batch.observed - cond, weight=weight, reduction=reduction)
+
+
+@torch.no_grad()
+def sample_images(model: UNetDenoiser, given: torch.Tensor, mask: torch.Tensor, chain: Chain, n_samples: int,
+                  generator: torch.Generator | None, *, sampler: str = "ddpm", eta: float = 0.0,
+                  replace: bool = False, precision: str = "fp32") -> torch.Tensor:
+    """Samples ``(n_samples, N, C, H, W)`` in [-1, 1] of images whose pixels ``given`` are kept where ``mask``
+    (N, 1, H, W) is 1 (an all-zero mask generates), with the reverse ``chain``.
+
+    The network sees the given pixels (conditional inpainting), or with ``replace=True`` samples without them
+    while they are put back, noised to each step's level, before every network call. Samples come in
+    antithetic pairs when ``n_samples > 1``; the pixels in [-1, 1] (the sampler clips its clean-image
+    predictions there).
+    """
+    device = given.device
+    g = given.repeat(n_samples, 1, 1, 1)
+    m = mask.to(given.dtype).repeat(n_samples, 1, 1, 1)
+    conditional = not replace and bool(m.any())
+    level = dict(zip(chain.timesteps.tolist(), chain.alphas_cumprod.tolist(), strict=True))
+
+    def eps_fn(x: torch.Tensor, t: int) -> torch.Tensor:
+        with autocast(device, precision):
+            if conditional:
+                return model(x, t, g, m).float()
+            if m.any():  # the observed pixels at this step's noise level
+                ab = level[t]
+                z = torch.randn(x.shape, generator=generator, device=device)
+                x = m * (math.sqrt(ab) * g + math.sqrt(1 - ab) * z) + (1 - m) * x
+            return model(x, t).float()
+
+    if n_samples > 1:
+        x = antithetic_noise(g.shape, generator, device=device)
+    else:
+        x = torch.randn(g.shape, generator=generator, device=device)
+    extra = {"eta": eta} if sampler == "ddim" else {}
+    x = get_sampler(sampler)(eps_fn, x, chain, generator=generator, clip=(-1.0, 1.0), antithetic=n_samples > 1,
+                             **extra)
+    x = m * g + (1 - m) * x
+    return x.view(n_samples, -1, *x.shape[1:])
+
+
+def _reward_samples(model: UNetDenoiser, given: WindowSet, chain: Chain, n_samples: int,
+                    generator: torch.Generator) -> torch.Tensor:
+    """The step mask's ``imputation`` reward samples for images (see :class:`~tsimpute.step_learning.StepLearner`)."""
+    return sample_images(model, given.values, given.observed[:, :1], chain, n_samples, generator)
 
 
 class ImageImputer(StepSelectionMixin, BaseEstimator):
@@ -74,6 +120,10 @@ class ImageImputer(StepSelectionMixin, BaseEstimator):
         Optimizer steps.
     batch_size, lr, ema_decay :
         Training batch, Adam's rate (warm-up then cosine decay) and the weight average's decay.
+    mask_objective : {"imputation", "loss"}, default="imputation"
+        Reward of a step mask: the CRPS of its few-step sampler inpainting held-out pixels of a few validation
+        images (every 16th batch), or the paper's denoising loss under the mask (see
+        ``benchmarks/results/images.md``: the loss reward drops the low-noise steps and generates poorly).
     n_masks, mask_lr, mask_weight :
         Step-mask learning: masks per batch (J), the scores' step size, the loss weight (``simple``/``elbo``).
     n_samples : int, default=1
@@ -100,13 +150,12 @@ class ImageImputer(StepSelectionMixin, BaseEstimator):
     history_ : TrainHistory
     """
 
-    mask_objective = "loss"  # the paper's objective (held-out CRPS is a time-series objective)
-
     def __init__(self, n_steps: int = 100, schedule: str = "cosine", step_selection: str = "learned",
                  target_steps: int = 10, sampler: str = "ddpm", eta: float = 0.0, chain: str = "respaced",
                  inpainting: str = "conditional", widths: tuple[int, ...] = (32, 64, 64), attention: bool = True,
                  max_steps: int = 2000, batch_size: int = 64, lr: float = 2e-3, ema_decay: float | None = 0.999,
-                 n_masks: int = 2, mask_lr: float = 0.05, mask_weight: str = "simple", n_samples: int = 1,
+                 mask_objective: str = "imputation", n_masks: int = 2, mask_lr: float = 0.05,
+                 mask_weight: str = "simple", n_samples: int = 1,
                  validation_fraction: float = 0.05, precision: str = "fp32", device: str = "auto",
                  inference_batch_size: int = 256, random_state=None, verbose: bool = True):
         self.n_steps = n_steps
@@ -123,6 +172,7 @@ class ImageImputer(StepSelectionMixin, BaseEstimator):
         self.batch_size = batch_size
         self.lr = lr
         self.ema_decay = ema_decay
+        self.mask_objective = mask_objective
         self.n_masks = n_masks
         self.mask_lr = mask_lr
         self.mask_weight = mask_weight
@@ -146,6 +196,7 @@ class ImageImputer(StepSelectionMixin, BaseEstimator):
         positive_int("n_masks", 2)
         choices = {"schedule": SCHEDULES, "step_selection": STEP_SELECTIONS, "sampler": tuple(SAMPLERS),
                    "chain": CHAIN_SEMANTICS, "inpainting": INPAINTING, "mask_weight": LOSS_WEIGHTS,
+                   "mask_objective": MASK_OBJECTIVES,
                    "precision": PRECISIONS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -255,8 +306,10 @@ class ImageImputer(StepSelectionMixin, BaseEstimator):
                                     eval_every=max(1, self.max_steps // 10))
             hook = learner = None
             if self.step_selection == "learned":
-                learner = self._step_learner(generator, None, total_epochs=epochs, budget_epochs=0.7 * epochs,
-                                             warmup_epochs=0.1 * epochs, loss_fn=image_loss)
+                learner = self._step_learner(generator, valid if valid is not None else train, total_epochs=epochs,
+                                             budget_epochs=0.7 * epochs, warmup_epochs=0.1 * epochs,
+                                             loss_fn=image_loss, impute_fn=_reward_samples, reward_every=16,
+                                             reward_samples=2)
                 hook = learner.loss_hook
                 train_cfg.select_from_epoch = max(0, min(math.ceil(epochs) - 1, math.ceil(0.7 * epochs)))
             self.history_ = train_denoiser(self.model_, self._schedule, train, valid, train_cfg, generator, hook,
@@ -291,8 +344,9 @@ class ImageImputer(StepSelectionMixin, BaseEstimator):
         self._check_fitted_shape(values)
         data = WindowSet(*self._to_model(values))
         generator = torch.Generator(device=self.device_).manual_seed(self._sample_seed + 1)
-        learner = self._step_learner(generator, None, total_epochs=epochs, budget_epochs=0.7 * epochs,
-                                     warmup_epochs=0.0, k=int(k), loss_fn=image_loss)
+        learner = self._step_learner(generator, data, total_epochs=epochs, budget_epochs=0.7 * epochs,
+                                     warmup_epochs=0.0, k=int(k), loss_fn=image_loss, impute_fn=_reward_samples,
+                                     reward_every=1, reward_samples=2)
         learner.learn_on(self.model_, data, epochs=epochs, batch_size=self.batch_size, verbose=self.verbose,
                          target_strategy_fn=lambda batch: self._training_targets(batch, generator))
         self._store_mask(learner)
@@ -304,35 +358,15 @@ class ImageImputer(StepSelectionMixin, BaseEstimator):
     def _draw(self, given: torch.Tensor, mask: torch.Tensor, n_samples: int, generator: torch.Generator,
               chain: Chain, desc: str) -> torch.Tensor:
         """``n_samples`` samples (S, N, C, H, W) of images with pixels ``given`` where ``mask`` (N, 1, H, W) is 1."""
-        model, sampler = self.model_.eval(), get_sampler(self.sampler)
-        extra = {"eta": self.eta} if self.sampler == "ddim" else {}
-        level = dict(zip(chain.timesteps.tolist(), chain.alphas_cumprod.tolist(), strict=True))
         per_call = max(1, self.inference_batch_size // n_samples)
         n = given.shape[0]
         out = []
-        bar = tqdm(total=n, desc=desc, unit="image", disable=not self.verbose, leave=False)
-        for i in range(0, n, per_call):
-            g = given[i:i + per_call].repeat(n_samples, 1, 1, 1)
-            m = mask[i:i + per_call].repeat(n_samples, 1, 1, 1)
-            conditional = self.inpainting == "conditional" and bool(m.any())
-
-            def eps_fn(x: torch.Tensor, t: int, g=g, m=m, conditional=conditional) -> torch.Tensor:
-                with autocast(self.device_, self.precision):
-                    if conditional:
-                        return model(x, t, g, m).float()
-                    if m.any():  # replace: the observed pixels at this step's noise level
-                        ab = level[t]
-                        z = torch.randn(x.shape, generator=generator, device=x.device)
-                        x = m * (math.sqrt(ab) * g + math.sqrt(1 - ab) * z) + (1 - m) * x
-                    return model(x, t).float()
-
-            x = antithetic_noise(g.shape, generator, device=self.device_) if n_samples > 1 else \
-                torch.randn(g.shape, generator=generator, device=self.device_)
-            x = sampler(eps_fn, x, chain, generator=generator, clip=(-1.0, 1.0), antithetic=n_samples > 1, **extra)
-            x = m * g + (1 - m) * x
-            out.append(x.view(n_samples, -1, *x.shape[1:]))
-            bar.update(min(per_call, n - i))
-        bar.close()
+        with tqdm(total=n, desc=desc, unit="image", disable=not self.verbose, leave=False) as bar:
+            for i in range(0, n, per_call):
+                out.append(sample_images(self.model_.eval(), given[i:i + per_call], mask[i:i + per_call], chain,
+                                         n_samples, generator, sampler=self.sampler, eta=self.eta,
+                                         replace=self.inpainting == "replace", precision=self.precision))
+                bar.update(min(per_call, n - i))
         return torch.cat(out, dim=1)
 
     def _generator(self, random_state: int | None = None) -> torch.Generator:

@@ -10,12 +10,15 @@ Objectives
     batch is split into J groups, one mask each, so J masks cost one forward pass.
     ``imputation`` (ours): the reward is the ensemble CRPS of the k-step sampler on held-out observed
     entries of a small validation batch, with common random numbers across the J masks. The network is
-    then trained on the steps of the sampled masks with the ordinary loss.
+    then trained on the steps of the sampled masks with the ordinary loss. ``impute_fn`` samples the
+    held-out entries for another network family (default: the CSDI denoiser's
+    :func:`~tsimpute.inference.impute_windows`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -66,6 +69,7 @@ class StepLearner:
     generator: torch.Generator
     reward_data: WindowSet | None = None
     loss_fn: LossFn = denoising_loss
+    impute_fn: Callable[..., torch.Tensor] | None = None
     mask: StepMask = field(init=False)
     log: list[dict] = field(default_factory=list)
     _iteration: int = 0
@@ -160,9 +164,12 @@ class StepLearner:
         for m in masks:
             chain = self.schedule.chain(torch.nonzero(m).flatten(), c.chain)
             gen = torch.Generator(batch.values.device).manual_seed(seed)  # common random numbers
-            res = impute_windows(model, given, chain, n_samples=c.reward_samples, generator=gen,
-                                 precision=c.precision)
-            rewards.append(ensemble_crps(res.samples.to(batch.values.device), batch.values, target))
+            if self.impute_fn is None:
+                samples = impute_windows(model, given, chain, n_samples=c.reward_samples, generator=gen,
+                                         precision=c.precision).samples
+            else:
+                samples = self.impute_fn(model, given, chain, c.reward_samples, gen)
+            rewards.append(ensemble_crps(samples.to(batch.values.device), batch.values, target))
         model.train(was_training)
         self._mask_step(torch.tensor(rewards), masks, progress)
 

@@ -42,14 +42,16 @@ class StepSelectionMixin:
         return self._schedule.chain(self.inference_steps(), self.chain)
 
     def _step_learner(self, generator, reward_data, *, total_epochs, budget_epochs, warmup_epochs, k=None,
-                      loss_fn: Callable[..., torch.Tensor] | None = None) -> StepLearner:
+                      loss_fn: Callable[..., torch.Tensor] | None = None,
+                      impute_fn: Callable[..., torch.Tensor] | None = None, **settings) -> StepLearner:
+        """The mask learner for these settings; ``settings`` override :class:`StepLearningConfig` fields."""
         cfg = StepLearningConfig(
             target_steps=self.target_steps if k is None else k, total_epochs=total_epochs,
             budget_epochs=budget_epochs, warmup_epochs=warmup_epochs, objective=self.mask_objective,
             weight=self.mask_weight, chain=self.chain, n_masks=self.n_masks, lr=self.mask_lr,
-            precision=self.precision,
+            precision=self.precision, **settings,
         )
-        extra = {} if loss_fn is None else {"loss_fn": loss_fn}
+        extra = {k: v for k, v in (("loss_fn", loss_fn), ("impute_fn", impute_fn)) if v is not None}
         return StepLearner(self._schedule, cfg, generator, reward_data=reward_data, **extra)
 
     def _store_mask(self, learner: StepLearner) -> None:
