@@ -105,6 +105,13 @@ def test_other_selections_samplers_and_replacement_inpainting(fitted, digits):
         assert not np.isnan(out).any() and np.array_equal(out[seen], x[seen]), params
 
 
+def test_the_papers_loss_reward_is_available_too(digits):
+    imp = ImageImputer(**{**TINY, "mask_objective": "loss"}).fit(digits[:200])
+    assert len(imp.learned_steps_) == 4 and imp.learned_steps_[-1] == 19
+    with pytest.raises(ValueError, match="mask_objective"):
+        ImageImputer(**{**TINY, "mask_objective": "fid"}).fit(digits[:200])
+
+
 def test_learn_steps_on_the_trained_network(fitted, digits):
     imp = ImageImputer(**{**TINY, "step_selection": "uniform"}).fit(digits[:100])
     before = [p.detach().clone() for p in imp.model_.parameters()]

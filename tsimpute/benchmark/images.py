@@ -283,15 +283,18 @@ def _plots(result: ImageBenchResult, summary: pd.DataFrame, out: Path, stem: str
     tasks = [("generation", "frechet_distance", "Fréchet distance (classifier features, not Inception FID)")]
     tasks += [(t, "mae", f"{t}: MAE on hidden pixels") for t in sorted(set(summary["task"]) - {"generation"})]
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = {m: palette[i % len(palette)] for i, m in enumerate(dict.fromkeys(summary["method"]))}
     for ax, (task, metric, title) in zip(axes[0], tasks, strict=True):
         part = summary[summary["task"] == task]
         for method, grp in part.groupby("method", sort=False):
             grp = grp.sort_values("steps")
-            if len(grp) == 1:
-                ax.axhline(float(grp[metric].iloc[0]), ls="--", lw=1, label=f"{method} ({int(grp['steps'].iloc[0])})")
+            style = {"color": colors[method], "label": method}
+            if method.startswith("full"):  # the whole chain: a reference level
+                ax.axhline(float(grp[metric].iloc[0]), ls="--", lw=1, **{**style, "label": f"{method} (T steps)"})
             else:
                 ax.errorbar(grp["steps"], grp[metric], yerr=grp.get(f"{metric}_std"), marker="o", capsize=3,
-                            label=method)
+                            **style)
         ax.set_xlabel("sampling steps")
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
