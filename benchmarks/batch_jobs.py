@@ -11,7 +11,9 @@ steps of 8 windows on each of 2 processes under ``torchrun ... fit`` (Distribute
 same windows seen, so the ratio of wall times is the data-parallel speed-up.
 
 Usage: ``python benchmarks/batch_jobs.py [--sizes 10000,100000] [--n-samples 50] [--steps 10]
-[--fit-steps 200] [--out FILE.json]``.
+[--fit-steps 200] [--device cuda --precision bf16] [--out FILE.json]``. On a GPU machine, e.g.
+``python benchmarks/batch_jobs.py --sizes 100000,1000000 --n-samples 50 --device cuda --precision bf16``
+(the 2-process run then puts one process on each of the first two GPUs).
 """
 
 from __future__ import annotations
@@ -76,6 +78,8 @@ def main() -> None:
     ap.add_argument("--fit-max-steps", type=int, default=None, help="training length of the model (default 1000)")
     ap.add_argument("--fit-steps", type=int, default=0, help="also time S training steps on 1 and 2 processes")
     ap.add_argument("--ddp-size", type=int, default=None, help="size of the 2-process run (default: the largest)")
+    ap.add_argument("--device", default=None, help="impute on this device (e.g. cuda; torchrun: one GPU per rank)")
+    ap.add_argument("--precision", default=None, help="fp32, bf16 or auto (bf16 where the hardware has it)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -89,6 +93,8 @@ def main() -> None:
         fit_s, _ = run(tsimpute + fit + (["--max-steps", str(args.fit_max_steps)] if args.fit_max_steps else []))
         common = ["--model", str(tmp / "m.pt"), "--id-col", "series", "--time-col", "time", "-q"]
         common += ["--steps", str(args.steps)] if args.steps else []
+        common += ["--precision", args.precision] if args.precision else []
+        single = ["--device", args.device] if args.device else []
         threads = str(max(1, (os.cpu_count() or 2) // 2))
         if args.fit_steps:
             timed = fit[:2] + [str(tmp / "m_timed.pt")] + fit[3:] + ["--max-steps", str(args.fit_steps)]
@@ -101,7 +107,7 @@ def main() -> None:
         for size in sizes:
             parts = tmp / f"in{size}"
             write_panel(parts, size, args.features, args.series_rows, args.rows_per_part)
-            wall, line = run(tsimpute + ["impute", str(parts), str(tmp / f"out{size}"), *common])
+            wall, line = run(tsimpute + ["impute", str(parts), str(tmp / f"out{size}"), *common, *single])
             records.append({"processes": 1, "size": size, "wall_seconds": wall, **parse(line)})
             print(records[-1], flush=True)
         size = args.ddp_size or sizes[-1]
