@@ -80,7 +80,7 @@ def test_save_load_round_trip(fitted, digits, tmp_path):
     np.testing.assert_array_equal(again.transform(x), fitted.transform(x))
     np.testing.assert_array_equal(again.learned_steps_, fitted.learned_steps_)
     assert again.get_params() == fitted.get_params()
-    with pytest.raises(ValueError, match="not a tsimpute.ImageImputer file"):
+    with pytest.raises(ValueError, match="format 'tsimpute.ImageImputer' .it holds a 'tsimpute.Imputer'"):
         ImageImputer.load(_time_series_model(tmp_path))
 
 

@@ -81,8 +81,9 @@ def read_checkpoint(path, fmt: str = FORMAT, format_version: int = FORMAT_VERSIO
             f"{str(path)!r} is not a readable tsimpute imputer file (truncated, corrupt or foreign): {exc}"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != fmt:
-        raise ValueError(f"{str(path)!r} is not a {fmt} file" + (f" (it is a {payload['format']} file)" if
-                         isinstance(payload, dict) and isinstance(payload.get("format"), str) else ""))
+        found = payload.get("format") if isinstance(payload, dict) else None
+        raise ValueError(f"{str(path)!r} is not a tsimpute imputer file of format {fmt!r}"
+                         + (f" (it holds a {found!r})" if isinstance(found, str) else ""))
     version = payload.get("format_version")
     if not isinstance(version, int) or version > format_version:
         raise ValueError(
