@@ -150,12 +150,17 @@ def bench(
     typer.echo(benchmark.format_table(result.rows))
     for note in result.notes:
         typer.echo(f"note: {note}")
+    _echo_written(paths, result.metadata["wall_seconds"])
+
+
+def _echo_written(paths: dict, wall_seconds: float) -> None:
+    """The files a benchmark wrote (or why one was not), and its wall time."""
     for kind, path in paths.items():
         if isinstance(path, Path):
             typer.echo(f"wrote {path}")
         else:
             _err(f"{kind}: {path}")
-    typer.echo(f"wall time {result.metadata['wall_seconds']:.1f} s")
+    typer.echo(f"wall time {wall_seconds:.1f} s")
 
 
 def _bench_images(dataset, steps, profile, seed, data_dir, device, out, n_train, threads, plot, quiet) -> None:
@@ -184,12 +189,7 @@ def _bench_images(dataset, steps, profile, seed, data_dir, device, out, n_train,
         paths = write_image_results(result, out, command=" ".join(parts + [f"--out {out}"]), plot=plot)
     typer.echo(format_image_table(result.rows))
     typer.echo(f"note: {result.metadata['metric_note']}")
-    for kind, path in paths.items():
-        if isinstance(path, Path):
-            typer.echo(f"wrote {path}")
-        else:
-            _err(f"{kind}: {path}")
-    typer.echo(f"wall time {result.metadata['wall_seconds']:.1f} s")
+    _echo_written(paths, result.metadata["wall_seconds"])
 
 
 def _bench_command(dataset, steps, profile, seeds, methods, missing_ratio, source, data_dir, device, out,

@@ -250,12 +250,12 @@ class _BatchLoss(nn.Module):
     side information, the network and any loss hook run inside its ``forward``)."""
 
     def __init__(self, model: nn.Module, schedule: NoiseSchedule, noise_levels: str, loss_hook: StepHook | None,
-                 loss_fn: LossFn):
+                 loss_fn: LossFn, device: torch.device):
         super().__init__()
         self.model = model
         self.n_steps, self.noise_levels = schedule.n_steps, noise_levels
         self.loss_hook, self.loss_fn = loss_hook, loss_fn
-        self.alphas_cumprod = schedule.alphas_cumprod  # a plain attribute: not a buffer to synchronise
+        self.alphas_cumprod = schedule.alphas_cumprod.to(device)  # a plain attribute: no buffer to synchronise
 
     def forward(self, batch: WindowSet, cond: torch.Tensor, progress: float,
                 generator: torch.Generator) -> torch.Tensor:
@@ -263,7 +263,7 @@ class _BatchLoss(nn.Module):
             return self.loss_hook(self.model, batch, cond, int(progress), progress)
         device = batch.values.device
         t = draw_training_steps(self.n_steps, len(batch), self.noise_levels, generator, device)
-        return self.loss_fn(self.model, batch, cond, t, self.alphas_cumprod.to(device)[t], generator)
+        return self.loss_fn(self.model, batch, cond, t, self.alphas_cumprod[t], generator)
 
 
 def _data_parallel(module: nn.Module, device: torch.device) -> nn.Module:
@@ -346,7 +346,7 @@ def train_denoiser(
     if world_size > 1:
         seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
         draws = torch.Generator(device=generator.device).manual_seed(seed + 1 + rank)
-    batch_loss = _data_parallel(_BatchLoss(model, schedule, config.noise_levels, loss_hook, loss_fn), device)
+    batch_loss = _data_parallel(_BatchLoss(model, schedule, config.noise_levels, loss_hook, loss_fn, device), device)
     history = TrainHistory()
     best_state = None
     n_batches = max(1, math.ceil(math.ceil(len(train) / world_size) / config.batch_size))
