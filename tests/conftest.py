@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from tsimpute import Imputer
+from tsimpute.datasets import _locate
 from tsimpute.synthetic import correlated_sinusoids
 
 TINY = dict(window=12, channels=16, n_layers=1, n_heads=2, n_samples=4, epochs=3, batch_size=16, verbose=False)
@@ -31,3 +32,19 @@ def panel_frame(n_series=12, rows=20, k=3, seed=0) -> pd.DataFrame:
         idx = pd.MultiIndex.from_arrays([np.full(rows, f"s{i}"), t], names=["id", "hour"])
         frames.append(pd.DataFrame(v, index=idx, columns=[f"f{j}" for j in range(k)]))
     return pd.concat(frames)
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """No default search root holds any data; returns an empty folder to use as data root."""
+    home = tmp_path / "home"
+    work = tmp_path / "work" / "cwd"
+    home.mkdir()
+    work.mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv(_locate.ENV_VAR, raising=False)
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(_locate, "_repo_shared_dir", lambda: tmp_path / "no-shared-data")
+    root = tmp_path / "root"
+    root.mkdir()
+    return root

@@ -56,20 +56,6 @@ def _tiny_set_a(path: Path, records: dict[int, list[str]] | None = None) -> Path
     return path
 
 
-@pytest.fixture
-def isolated(tmp_path, monkeypatch):
-    """No default search root holds any data; returns an empty folder to use as data root."""
-    home = tmp_path / "home"
-    work = tmp_path / "work" / "cwd"
-    home.mkdir()
-    work.mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv(_locate.ENV_VAR, raising=False)
-    monkeypatch.chdir(work)
-    monkeypatch.setattr(_locate, "_repo_shared_dir", lambda: tmp_path / "no-shared-data")
-    root = tmp_path / "root"
-    root.mkdir()
-    return root
 
 
 @pytest.fixture

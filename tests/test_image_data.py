@@ -27,20 +27,6 @@ MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
-@pytest.fixture
-def isolated(tmp_path, monkeypatch):
-    """No default search root holds any data; returns an empty folder to use as data root."""
-    home = tmp_path / "home"
-    work = tmp_path / "work" / "cwd"
-    home.mkdir()
-    work.mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv(_locate.ENV_VAR, raising=False)
-    monkeypatch.chdir(work)
-    monkeypatch.setattr(_locate, "_repo_shared_dir", lambda: tmp_path / "no-shared-data")
-    root = tmp_path / "root"
-    root.mkdir()
-    return root
 
 
 def _idx(arr: np.ndarray, magic: int | None = None) -> bytes:

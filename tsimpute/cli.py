@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from ._version import __version__
+from .threads import torch_threads as _torch_threads
 
 app = typer.Typer(
     help="Few-step diffusion imputation for multivariate time series.",
@@ -51,19 +52,6 @@ def _user_errors():
         raise typer.Exit(1) from None
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int | None):
-    if n is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _err(message: str) -> None:

@@ -14,10 +14,9 @@ Images are arrays (or CPU tensors) of shape (N, H, W) or (N, C, H, W), either ui
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from .threads import torch_threads as _torch_threads
 
 __all__ = [
     "ClassBalance",
@@ -91,17 +92,6 @@ def _label_vector(labels: Any, n: int, name: str = "labels") -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- classifier
-@contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class _Net(nn.Module):
