@@ -65,7 +65,7 @@ def main() -> None:
         h = imp.history_
         row = {"variant": name, "params": params, "mae_full_chain": full, "mae_10_steps": ten, "fit_s": fit_s,
                "transform_full_s": full_s, "transform_10_s": ten_s, "steps": h.steps, "best_step": h.best_step,
-               "sigma_data": imp.model_.config.sigma_data,
+               "sigma_data": imp.denoiser_.parameterization.sigma_data,
                "curve": {"step": h.eval_steps, "seconds": h.eval_seconds, "holdout_mae": h.valid_loss}}
         rows.append(row)
         print({k: v for k, v in row.items() if k != "curve"}, flush=True)

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from tsimpute import Imputer
+from tsimpute.data import window_set
 from tsimpute.diffusion.samplers import sample_ddpm
 from tsimpute.diffusion.schedules import uniform_steps
-from tsimpute.inference import _WindowEps
 from tsimpute.synthetic import correlated_sinusoids
 
 OLD = dict(window=24, channels=32, n_layers=2, n_heads=4, epochs=20, max_steps=None, patience=20, ema_decay=None,
@@ -40,14 +40,15 @@ def trajectory(imp: Imputer, X, complete, steps, clip: bool) -> list[dict]:
     frame = X.iloc[:240]
     series = imp._scaled_series(frame)
     truth = (complete.iloc[:240].to_numpy() - imp.mean_) / imp.scale_
-    data = imp._window_set(series, stride=imp.window)
+    data = window_set(series, imp.window_, stride=imp.window_)
     n = len(data)
     target = torch.from_numpy(truth[: n * imp.window].reshape(n, imp.window, -1).transpose(0, 2, 1)).float()
     gaps = 1 - data.observed
     chain = imp._schedule.chain(steps, "respaced")
     model = imp.model_.eval()
     side = model.encode_side(data.observed)
-    eps_fn = _WindowEps(model, data.values, data.observed, side, imp.n_steps, 1, model.config.conditioning)
+    levels = dict(zip(chain.timesteps.tolist(), chain.alphas_cumprod.tolist(), strict=True))
+    eps_fn = imp.denoiser_.window_eps(model, data.values, data.observed, side, imp.n_steps, alpha_bar=levels)
     rows = []
 
     def callback(info):

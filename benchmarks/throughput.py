@@ -12,7 +12,7 @@ repetition, gemm and forward rows), ``peak_mem_mb`` (peak RSS of the row's proce
 ``load1`` (1-minute load average when the row ended: other processes share the machine).
 
 Forward rows compare the attention implementations (``sdpa``, ``math``, ``fused``) and, with ``split``, the
-sampling path (the batch split over worker threads, see :func:`tsimpute.inference.parallel_forward`).
+sampling path (the batch split over worker threads, see :func:`tsimpute.denoisers.parallel_forward`).
 Imputation rows start with a one-step warm-up of the same job (PyPOTS: one window), then time the job;
 ``native: false`` rows use the ATen path, as where no C++ compiler is installed.
 
@@ -97,7 +97,7 @@ def _sync(device: str) -> None:
 def windows(n: int, seed: int = 0):
     import torch
 
-    from tsimpute.training import WindowSet
+    from tsimpute.data import WindowSet
 
     g = torch.Generator().manual_seed(seed)
     observed = (torch.rand(n, K, L, generator=g) > MISSING).float()
@@ -148,7 +148,8 @@ def _time_gemm(m: int, k: int, n: int, dtype, reps: int) -> tuple[float, float]:
 def row_forward(spec: dict) -> dict:
     import torch
 
-    from tsimpute.inference import inference_model, parallel_forward, tune_cpu_allocator
+    from tsimpute.denoisers import parallel_forward
+    from tsimpute.inference import inference_model, tune_cpu_allocator
 
     if spec.get("tune_allocator", True):
         tune_cpu_allocator()
@@ -187,17 +188,21 @@ def row_forward(spec: dict) -> dict:
 def row_impute(spec: dict) -> dict:
     import torch
 
+    from tsimpute.data import WindowSet
+    from tsimpute.denoisers import SeriesDenoiser
     from tsimpute.diffusion.schedules import NoiseSchedule, uniform_steps
     from tsimpute.inference import impute_windows
-    from tsimpute.training import WindowSet
 
     device = spec.get("device", "cpu")
-    model = tsimpute_model().to(device)
+    model = SeriesDenoiser(tsimpute_model().to(device))
     data = windows(spec["windows"]).to(device)
     sched = NoiseSchedule(50)
     chain = sched.chain(uniform_steps(50, spec["steps"])) if spec["steps"] < 50 else sched.full_chain()
-    kw = dict(n_samples=spec["n_samples"], batch_size=spec["batch_size"], precision=spec["precision"],
-              tune_allocator=spec.get("tune_allocator", True))
+    if spec.get("tune_allocator", True):
+        from tsimpute.inference import tune_cpu_allocator
+
+        tune_cpu_allocator()
+    kw = dict(n_samples=spec["n_samples"], batch_size=spec["batch_size"], precision=spec["precision"])
     # warm-up: the same job with one step (first-call costs: kernel loading, oneDNN primitives, threads)
     warm = data if device == "cpu" else WindowSet(data.values[:8], data.observed[:8])
     impute_windows(model, warm, sched.chain(uniform_steps(50, 1)),
@@ -222,11 +227,12 @@ def row_impute(spec: dict) -> dict:
 def row_train(spec: dict) -> dict:
     import torch
 
+    from tsimpute.denoisers import SeriesDenoiser
     from tsimpute.diffusion.schedules import NoiseSchedule
     from tsimpute.training import TrainConfig, train_denoiser
 
     device = spec.get("device", "cpu")
-    model = tsimpute_model().train().to(device)
+    model = SeriesDenoiser(tsimpute_model().train().to(device))
     data = windows(spec["windows"]).to(device)
     cfg = TrainConfig(epochs=1, batch_size=spec["batch_size"], precision=spec["precision"], patience=None,
                       verbose=False)

@@ -71,8 +71,8 @@ class RecipeImputer(Imputer):
             setattr(cfg, k, v)
         return cfg
 
-    def _holdout_score(self, data, seed):
-        return super()._holdout_score(data, seed) if self.by_score else None
+    def _checkpoint_score(self, data, seed):
+        return super()._checkpoint_score(data, seed) if self.by_score else None
 
 
 def gap_mae(filled, complete, gaps) -> float:

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tsimpute.inference import parallel_forward
+from tsimpute.denoisers import parallel_forward
 from tsimpute.models import CSDIConfig, CSDIDenoiser, cpu_kernels
 from tsimpute.models.csdi import gated_activation
 from tsimpute.models.layers import multi_head_attention

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from tsimpute import Imputer
-from tsimpute.training import WindowSet
+from tsimpute.data import WindowSet
 
 from .conftest import panel_frame
 

@@ -14,7 +14,6 @@ from tsimpute.diffusion.first_guess import (
     related_columns,
     same_gap_deviation,
 )
-from tsimpute.diffusion.parameterization import parameterization_of
 
 
 def test_local_quadratic_is_exact_on_a_parabola_and_refuses_one_sided_support():
@@ -96,12 +95,12 @@ def test_imputer_fits_the_first_guess_or_keeps_interpolation(sinusoids, tmp_path
     small = {"window": 24, "channels": 8, "n_layers": 1, "n_heads": 2, "max_steps": 4, "n_samples": 2,
              "random_state": 0, "verbose": False}
     fitted = Imputer(**small).fit(X)
-    guess = parameterization_of(fitted.model_).first_guess
+    guess = fitted.denoiser_.parameterization.first_guess
     assert guess is not None and len(guess.weights) == X.shape[1]
     assert any(any(w) for w in guess.weights)  # the sinusoids are related: some correction is kept
     fitted.save(tmp_path / "m.pt")
-    assert parameterization_of(Imputer.load(tmp_path / "m.pt").model_).first_guess == guess
+    assert Imputer.load(tmp_path / "m.pt").denoiser_.parameterization.first_guess == guess
     plain = Imputer(first_guess="interpolation", **small).fit(X)
-    assert plain.model_.config.first_guess is None and parameterization_of(plain.model_).first_guess is None
+    assert plain.denoiser_.settings()["first_guess"] is None and plain.denoiser_.parameterization.first_guess is None
     with pytest.raises(ValueError, match="first_guess"):
         Imputer(first_guess="spline").fit(X)

@@ -132,16 +132,18 @@ def test_training_step_runs_with_both_kernels():
 
 
 def test_impute_windows_bf16_close_to_fp32_and_default_batch():
+    from tsimpute.data import WindowSet
+    from tsimpute.denoisers import SeriesDenoiser
     from tsimpute.diffusion.schedules import NoiseSchedule, uniform_steps
-    from tsimpute.inference import impute_windows, resolve_precision, tune_cpu_allocator
-    from tsimpute.training import WindowSet
+    from tsimpute.inference import impute_windows, tune_cpu_allocator
+    from tsimpute.precision import resolve_precision
 
     model = small_model(k=5)
     x, cond = inputs(n=3, b=3)
     data = WindowSet(x[..., 0] * cond, cond)
     chain = NoiseSchedule(50).chain(uniform_steps(50, 5))
     runs = {
-        p: impute_windows(model, data, chain, n_samples=4, sampler="ddim", precision=p,
+        p: impute_windows(SeriesDenoiser(model), data, chain, n_samples=4, sampler="ddim", precision=p,
                           generator=torch.Generator().manual_seed(0))
         for p in ("fp32", "bf16")
     }

@@ -6,18 +6,18 @@ import pytest
 import torch
 
 from tsimpute import Imputer
+from tsimpute.data import WindowSet
+from tsimpute.denoisers import SeriesDenoiser
 from tsimpute.diffusion.conditioning import gap_distance, interpolate_given
 from tsimpute.diffusion.parameterization import (
     GAP_BINS,
     Parameterization,
     interpolation_error_scale,
     interpolation_error_table,
-    parameterization_of,
 )
 from tsimpute.diffusion.schedules import NoiseSchedule
 from tsimpute.inference import impute_windows
 from tsimpute.models import CSDIConfig, CSDIDenoiser
-from tsimpute.training import WindowSet, denoising_loss
 
 
 def _windows(n=6, k=2, length=16, seed=0) -> WindowSet:
@@ -71,8 +71,8 @@ def test_untrained_residual_network_samples_the_interpolation_plus_its_error_sca
     data = _windows()
     torch.manual_seed(0)
     sd = 0.3
-    model = CSDIDenoiser(CSDIConfig(n_features=2, n_steps=50, channels=8, n_layers=1, n_heads=2, ff_dim=8,
-                                    parameterization="residual", sigma_data=sd))
+    net = CSDIDenoiser(CSDIConfig(n_features=2, n_steps=50, channels=8, n_layers=1, n_heads=2, ff_dim=8))
+    model = SeriesDenoiser(net, parameterization=Parameterization("residual", sigma_data=sd))
     schedule = NoiseSchedule(50, "quad")
     res = impute_windows(model, data, schedule.chain(torch.arange(50), "respaced"), n_samples=400,
                          generator=torch.Generator().manual_seed(0))
@@ -84,8 +84,7 @@ def test_untrained_residual_network_samples_the_interpolation_plus_its_error_sca
     assert abs(float(std[free].mean()) / sd - 1) < 0.1
     assert torch.equal(res.samples[:, ~free], data.values[~free].expand(400, -1))
     # the CSDI parameterization of the same untrained network does not know the interpolation
-    model.config.parameterization = "epsilon"
-    eps_res = impute_windows(model, data, schedule.chain(torch.arange(50), "respaced"), n_samples=50,
+    eps_res = impute_windows(SeriesDenoiser(net), data, schedule.chain(torch.arange(50), "respaced"), n_samples=50,
                              generator=torch.Generator().manual_seed(0))
     assert float((eps_res.samples.mean(0) - base)[free].abs().mean()) > 0.3
 
@@ -98,13 +97,13 @@ def test_loss_reads_the_output_through_the_parameterization():
     ab = NoiseSchedule(50, "quad").alphas_cumprod[t]
     torch.manual_seed(0)
     cfg = dict(n_features=2, n_steps=50, channels=8, n_layers=1, n_heads=2, ff_dim=8)
-    eps_model = CSDIDenoiser(CSDIConfig(**cfg))
-    res_model = CSDIDenoiser(CSDIConfig(**cfg, parameterization="residual", sigma_data=0.3))
-    res_model.load_state_dict(eps_model.state_dict())
+    eps_model = SeriesDenoiser(CSDIDenoiser(CSDIConfig(**cfg)))
+    res_model = SeriesDenoiser(CSDIDenoiser(CSDIConfig(**cfg)), parameterization=Parameterization("residual", 0.3))
+    res_model.net.load_state_dict(eps_model.net.state_dict())
     # zero output: the noise-MSE is 1 for epsilon (eps vs 0), below 1 for the residual's Gaussian denoiser
     with torch.no_grad():
-        loss_eps = float(denoising_loss(eps_model, data, cond, t, ab, torch.Generator().manual_seed(0)))
-        loss_res = float(denoising_loss(res_model, data, cond, t, ab, torch.Generator().manual_seed(0)))
+        loss_eps = float(eps_model.loss(data, cond, t, ab, torch.Generator().manual_seed(0)))
+        loss_res = float(res_model.loss(data, cond, t, ab, torch.Generator().manual_seed(0)))
     assert 0.5 < loss_eps < 1.5
     assert loss_res < 0.8 * loss_eps
 
@@ -123,16 +122,16 @@ def test_imputer_learns_the_scale_and_round_trips(sinusoids, tmp_path):
     X, _ = sinusoids
     imp = Imputer(window=24, channels=8, n_layers=1, n_heads=2, max_steps=4, n_samples=2, random_state=0,
                   verbose=False).fit(X)
-    p = parameterization_of(imp.model_)
+    p = imp.denoiser_.parameterization
     assert p.kind == "residual" and 0.01 <= p.sigma_data < 2
     out = imp.transform(X)
     imp.save(tmp_path / "m.pt")
     again = Imputer.load(tmp_path / "m.pt")
-    assert parameterization_of(again.model_) == p
+    assert again.denoiser_.parameterization == p
     assert again.transform(X).equals(out)
     eps = Imputer(window=24, channels=8, n_layers=1, n_heads=2, max_steps=4, n_samples=2, random_state=0,
                   parameterization="epsilon", verbose=False).fit(X)
-    assert parameterization_of(eps.model_) == Parameterization()
+    assert eps.denoiser_.parameterization == Parameterization()
     with pytest.raises(ValueError, match="parameterization"):
         Imputer(parameterization="x0").fit(X)
 
@@ -142,14 +141,18 @@ def test_checkpoint_from_before_the_parameterization_loads_as_noise_prediction(s
     imp = Imputer(window=24, channels=8, n_layers=1, n_heads=2, max_steps=4, n_samples=2, random_state=0,
                   parameterization="epsilon", verbose=False).fit(X)
     imp.save(tmp_path / "new.pt")
-    payload = torch.load(tmp_path / "new.pt", weights_only=True)
-    del payload["params"]["parameterization"]  # what an older release wrote
-    for key in ("parameterization", "sigma_data"):
-        del payload["model_config"][key]
-    torch.save(payload, tmp_path / "old.pt")
+    new = torch.load(tmp_path / "new.pt", weights_only=True)
+    # what an older release wrote: format 2, no parameterization anywhere, the network's config alone
+    params = {k: v for k, v in new["params"].items() if k != "parameterization"}
+    data = new["data"]
+    old = {"format": "tsimpute.Imputer", "format_version": 2, "params": params, "model_config": new["network"],
+           "model_state": new["network_state"], "feature_names": data["feature_names"], "window": data["window"],
+           "mean": data["mean"], "scale": data["scale"], "data_min": data["data_min"], "data_max": data["data_max"],
+           "sample_seed": new["sample_seed"], "seeded": new["seeded"], "learned_steps": None, "step_scores": None}
+    torch.save(old, tmp_path / "old.pt")
     old = Imputer.load(tmp_path / "old.pt")
     assert old.parameterization == "epsilon"
-    assert parameterization_of(old.model_) == Parameterization()
+    assert old.denoiser_.parameterization == Parameterization()
     assert old.transform(X).equals(imp.transform(X))
 
 
@@ -200,13 +203,13 @@ def test_gap_scale_imputer_round_trips(sinusoids, tmp_path):
     X, _ = sinusoids
     imp = Imputer(window=24, channels=8, n_layers=1, n_heads=2, max_steps=4, n_samples=2, random_state=0,
                   residual_scale="gap", time_kernel=3, verbose=False).fit(X)
-    p = parameterization_of(imp.model_)
+    p = imp.denoiser_.parameterization
     assert p.sigma_table is not None and len(p.sigma_table) == X.shape[1]
     out = imp.transform(X)
     assert not out.isna().any().any()
     imp.save(tmp_path / "m.pt")
     again = Imputer.load(tmp_path / "m.pt")
-    assert parameterization_of(again.model_) == p and again.model_.config.time_kernel == 3
+    assert again.denoiser_.parameterization == p and again.model_.config.time_kernel == 3
     assert again.transform(X).equals(out)
     for bad in ({"residual_scale": "cell"}, {"time_kernel": 4}, {"time_kernel": -1}, {"noise_levels": "high"}):
         with pytest.raises(ValueError, match=next(iter(bad))):
@@ -216,8 +219,8 @@ def test_gap_scale_imputer_round_trips(sinusoids, tmp_path):
 def test_antithetic_samples_of_an_untrained_residual_network_are_symmetric_about_the_first_guess():
     data = _windows()
     torch.manual_seed(0)
-    model = CSDIDenoiser(CSDIConfig(n_features=2, n_steps=50, channels=8, n_layers=1, n_heads=2, ff_dim=8,
-                                    parameterization="residual", sigma_data=0.3))
+    model = SeriesDenoiser(CSDIDenoiser(CSDIConfig(n_features=2, n_steps=50, channels=8, n_layers=1, n_heads=2,
+                                                   ff_dim=8)), parameterization=Parameterization("residual", 0.3))
     chain = NoiseSchedule(50, "quad").chain(torch.arange(0, 50, 5), "respaced")
     res = impute_windows(model, data, chain, n_samples=10, generator=torch.Generator().manual_seed(0),
                          antithetic=True, batch_size=4)

@@ -10,13 +10,15 @@ import pytest
 import torch
 
 from tsimpute import Imputer
+from tsimpute.data import WindowSet
+from tsimpute.denoisers import SeriesDenoiser
 from tsimpute.diffusion.conditioning import conditional_values, interpolate_given
 from tsimpute.diffusion.samplers import sample_ddim, sample_ddpm
 from tsimpute.diffusion.schedules import NoiseSchedule, uniform_steps
 from tsimpute.holdout import HoldoutScore
 from tsimpute.inference import SamplingError, impute_windows
 from tsimpute.models import CSDIConfig, CSDIDenoiser
-from tsimpute.training import TrainConfig, WindowSet, train_denoiser
+from tsimpute.training import TrainConfig, train_denoiser
 
 from .conftest import TINY
 
@@ -30,10 +32,10 @@ def _windows(n=24, k=2, length=12, seed=0) -> WindowSet:
     return WindowSet(values * observed, observed)
 
 
-def _model(k=2, conditioning="observed") -> CSDIDenoiser:
+def _model(k=2, conditioning="observed") -> SeriesDenoiser:
     torch.manual_seed(0)
-    return CSDIDenoiser(CSDIConfig(n_features=k, n_steps=10, channels=8, n_layers=1, n_heads=2, ff_dim=8,
-                                   conditioning=conditioning))
+    net = CSDIDenoiser(CSDIConfig(n_features=k, n_steps=10, channels=8, n_layers=1, n_heads=2, ff_dim=8))
+    return SeriesDenoiser(net, conditioning=conditioning)
 
 
 def test_interpolation_matches_pandas_and_keeps_given_values():
@@ -58,8 +60,8 @@ def test_training_length_in_steps_with_an_evaluation_curve():
     model = _model()
     calls = []
 
-    def score(net):
-        calls.append(net.training)
+    def score(denoiser):
+        calls.append(denoiser.net.training)
         return 1.0 / (len(calls))  # improves at every evaluation
 
     cfg = TrainConfig(epochs=None, max_steps=7, eval_every=3, batch_size=8, patience=None, verbose=False,
@@ -86,27 +88,27 @@ def test_checkpoint_is_the_best_scored_one():
     model = _model()
     states = []
 
-    def score(net):
-        states.append({k: v.clone() for k, v in net.state_dict().items()})
+    def score(denoiser):
+        states.append({k: v.clone() for k, v in denoiser.net.state_dict().items()})
         return [5.0, 3.0, 1.0, 2.0, 4.0][len(states) - 1]
 
     cfg = TrainConfig(epochs=None, max_steps=8, eval_every=2, batch_size=8, patience=None, verbose=False)
     h = train_denoiser(model, NoiseSchedule(10), data, None, cfg, torch.Generator().manual_seed(0), score_fn=score)
     assert h.best_step == 4
-    for k, v in model.state_dict().items():
+    for k, v in model.net.state_dict().items():
         assert torch.equal(v, states[2][k])
 
 
 def test_untrained_weights_are_kept_when_training_never_beats_them():
     data = _windows()
     model = _model()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    before = {k: v.clone() for k, v in model.net.state_dict().items()}
     scores = iter([1.0, 2.0, 3.0, 4.0, 5.0])
     cfg = TrainConfig(epochs=None, max_steps=8, eval_every=2, batch_size=8, patience=None, verbose=False)
     h = train_denoiser(model, NoiseSchedule(10), data, None, cfg, torch.Generator().manual_seed(0),
                        score_fn=lambda net: next(scores))
     assert h.best_step == 0 and h.steps == 8
-    for k, v in model.state_dict().items():
+    for k, v in model.net.state_dict().items():
         assert torch.equal(v, before[k])
 
 
@@ -156,8 +158,8 @@ def test_non_finite_or_exploding_samples_raise_naming_the_settings(value, match)
     data = _windows(n=2)
     chain = NoiseSchedule(10).full_chain()
     with pytest.raises(SamplingError, match=match) as info:
-        impute_windows(_Broken(value), data, chain, n_samples=2, generator=torch.Generator().manual_seed(0),
-                       limit=100.0)
+        impute_windows(SeriesDenoiser(_Broken(value)), data, chain, n_samples=2,
+                       generator=torch.Generator().manual_seed(0), limit=100.0)
     assert "sampler='ddpm'" in str(info.value) and "10 steps" in str(info.value)
 
 

@@ -1,12 +1,24 @@
-"""One-file checkpoints of a fitted :class:`~tsimpute.imputer.Imputer`.
+"""One-file checkpoints of the fitted estimators, and the migration of files written by older releases.
 
-The file is written with ``torch.save`` and read with ``torch.load(weights_only=True)``: it holds only
-tensors, numbers, strings, lists and dicts, never arbitrary pickled objects.
+A file is written with ``torch.save`` and read with ``torch.load(weights_only=True)``: it holds only tensors,
+numbers, strings, lists and dicts, never arbitrary pickled objects. Its layout (format version 3 for
+:class:`~tsimpute.Imputer`, 2 for :class:`~tsimpute.image_imputer.ImageImputer`)::
+
+    format, format_version, tsimpute_version
+    params          the estimator's parameters (get_params)
+    network         the network's configuration (its dataclass as a dict)
+    network_state   its weights
+    denoiser        the denoiser adapter's settings (conditioning, parameterization, first guess, ...)
+    data            the data-dependent fitted state (scaler, window, feature names / image shape, range)
+    sample_seed, seeded, learned_steps, step_scores
+
+Older files are read through :data:`MIGRATIONS`, one version at a time.
 """
 
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +26,14 @@ import torch
 
 from ._version import __version__
 
-FORMAT = "tsimpute.Imputer"
-FORMAT_VERSION = 2  # 2: the fitted window ("auto" resolves at fit); column names absent for array input
+__all__ = ["MIGRATIONS", "plain_names", "plain_params", "read_checkpoint", "write_checkpoint"]
+
+# settings of the time-series denoiser that format 2 kept in the network's configuration
+_DENOISER_KEYS = ("conditioning", "parameterization", "sigma_data", "sigma_table", "first_guess")
 
 
-def _plain_names(names) -> list:
+def plain_names(names) -> list:
+    """Column names as plain ``str``/``int`` values; a ValueError for names that cannot be stored."""
     out = []
     for n in names:
         if isinstance(n, str | bool | numbers.Integral):
@@ -31,46 +46,67 @@ def _plain_names(names) -> list:
     return out
 
 
-def _plain_params(params: dict) -> dict:
+def plain_params(params: dict) -> dict:
+    """Estimator parameters as plain values (a ``RandomState`` instance is not stored: the fitted seeds are)."""
     out = {}
     for k, v in params.items():
         if k == "random_state" and not (v is None or isinstance(v, numbers.Integral)):
-            v = None  # a RandomState instance is not stored; the fitted seeds are
+            v = None
+        if isinstance(v, tuple):
+            v = list(v)
         out[k] = v.item() if isinstance(v, np.generic) else v
     return out
 
 
-def save_imputer(imputer, path, model_config: dict) -> None:
-    """Write ``imputer`` (fitted) to ``path``."""
-    learned = getattr(imputer, "learned_steps_", None)
-    scores = getattr(imputer, "step_scores_", None)
-    payload = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "tsimpute_version": __version__,
-        "params": _plain_params(imputer.get_params()),
-        "feature_names": (_plain_names(imputer.feature_names_in_) if hasattr(imputer, "feature_names_in_")
-                          else None),
-        "window": int(imputer.window_),
-        "mean": torch.from_numpy(np.asarray(imputer.mean_, dtype=np.float64)),
-        "scale": torch.from_numpy(np.asarray(imputer.scale_, dtype=np.float64)),
-        "model_config": model_config,
-        "model_state": {k: v.detach().cpu() for k, v in imputer.model_.state_dict().items()},
-        "sample_seed": int(imputer._sample_seed),
-        "seeded": bool(imputer._seeded),
-        "learned_steps": None if learned is None else torch.as_tensor(np.asarray(learned)),
-        "step_scores": None if scores is None else torch.as_tensor(np.asarray(scores)),
-        "extra": getattr(imputer, "_checkpoint_extra", lambda: {})(),
-    }
-    if hasattr(imputer, "data_min_"):  # the range that sampling clips to (files without it sample unclipped)
-        payload["data_min"] = torch.from_numpy(np.asarray(imputer.data_min_, dtype=np.float64))
-        payload["data_max"] = torch.from_numpy(np.asarray(imputer.data_max_, dtype=np.float64))
-    torch.save(payload, Path(path))
+def write_checkpoint(path, payload: dict) -> None:
+    """Write ``payload`` (with the library version added) to ``path``."""
+    torch.save({**payload, "tsimpute_version": __version__}, Path(path))
 
 
-def read_checkpoint(path, fmt: str = FORMAT, format_version: int = FORMAT_VERSION) -> dict:
-    """Read and check a checkpoint file of format ``fmt``; raise a clear error for foreign, truncated or newer
-    files."""
+def _imputer_v1_to_v2(payload: dict) -> dict:
+    # format 1 stored an integer window only (in the parameters)
+    return {**payload, "format_version": 2, "window": int(payload.get("window", payload["params"]["window"]))}
+
+
+def _imputer_v2_to_v3(payload: dict) -> dict:
+    params = dict(payload["params"])
+    config = dict(payload["model_config"])
+    # files written before these parameters existed hold noise-predicting networks without a time convolution
+    params.setdefault("parameterization", config.get("parameterization", "epsilon"))
+    params.setdefault("residual_scale", "gap" if config.get("sigma_table") is not None else "global")
+    params.setdefault("time_kernel", config.get("time_kernel", 0))
+    params.setdefault("noise_levels", "uniform")
+    params.setdefault("first_guess", "fitted" if config.get("first_guess") is not None else "interpolation")
+    denoiser = {k: config.pop(k) for k in _DENOISER_KEYS if k in config}
+    data = {"feature_names": payload["feature_names"], "window": int(payload["window"]),
+            "mean": payload["mean"], "scale": payload["scale"],
+            "data_min": payload.get("data_min"), "data_max": payload.get("data_max")}
+    return {"format": payload["format"], "format_version": 3, "params": params, "network": config,
+            "network_state": payload["model_state"], "denoiser": denoiser, "data": data,
+            "sample_seed": payload["sample_seed"], "seeded": payload["seeded"],
+            "learned_steps": payload.get("learned_steps"), "step_scores": payload.get("step_scores")}
+
+
+def _image_v1_to_v2(payload: dict) -> dict:
+    data = {"image_shape": payload["image_shape"], "squeeze_channel": payload["squeeze_channel"],
+            "data_range": payload["data_range"]}
+    return {"format": payload["format"], "format_version": 2, "params": payload["params"],
+            "network": payload["model_config"], "network_state": payload["model_state"], "denoiser": {},
+            "data": data, "sample_seed": payload["sample_seed"], "seeded": payload["seeded"],
+            "learned_steps": payload.get("learned_steps"), "step_scores": payload.get("step_scores")}
+
+
+#: ``(format, version) -> function`` turning a payload of that version into the next version's.
+MIGRATIONS: dict[tuple[str, int], Callable[[dict], dict]] = {
+    ("tsimpute.Imputer", 1): _imputer_v1_to_v2,
+    ("tsimpute.Imputer", 2): _imputer_v2_to_v3,
+    ("tsimpute.ImageImputer", 1): _image_v1_to_v2,
+}
+
+
+def read_checkpoint(path, fmt: str, format_version: int) -> dict:
+    """Read a checkpoint file of format ``fmt``, migrated to ``format_version``; a clear error for foreign,
+    truncated or newer files."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no imputer file at {str(path)!r}")
@@ -90,50 +126,9 @@ def read_checkpoint(path, fmt: str = FORMAT, format_version: int = FORMAT_VERSIO
             f"{str(path)!r} uses checkpoint format {version!r}, newer than this tsimpute ({__version__}) "
             f"reads (format {format_version}); upgrade tsimpute (it was written by {payload.get('tsimpute_version')})"
         )
+    try:
+        while payload["format_version"] < format_version:
+            payload = MIGRATIONS[(fmt, payload["format_version"])](payload)
+    except KeyError as exc:
+        raise ValueError(f"{str(path)!r} (format {fmt!r} version {version}) lacks {exc} and cannot be read") from None
     return payload
-
-
-def load_imputer(cls, path, device: str | None = None):
-    """Rebuild a fitted imputer of class ``cls`` from ``path``."""
-    from .diffusion.schedules import NoiseSchedule
-    from .imputer import _resolve_device
-    from .models import CSDIConfig, CSDIDenoiser
-
-    payload = read_checkpoint(path)
-    params = dict(payload["params"])
-    # checkpoints written before the parameterization existed hold noise-predicting networks
-    config = payload["model_config"]
-    params.setdefault("parameterization", config.get("parameterization", "epsilon"))
-    # and before the per-entry residual scale and the time convolution
-    params.setdefault("residual_scale", "gap" if config.get("sigma_table") is not None else "global")
-    params.setdefault("time_kernel", config.get("time_kernel", 0))
-    params.setdefault("noise_levels", "uniform")
-    params.setdefault("first_guess", "fitted" if config.get("first_guess") is not None else "interpolation")
-    if device is not None:
-        params["device"] = device
-    imp = cls(**params)
-    imp.device_ = _resolve_device(imp.device)
-    if payload["feature_names"] is not None:
-        imp.feature_names_in_ = np.asarray(payload["feature_names"], dtype=object)
-    imp.mean_ = payload["mean"].numpy()
-    imp.n_features_in_ = len(imp.mean_)
-    imp.window_ = int(payload.get("window", params["window"]))  # format 1 stored an integer window only
-    imp.scale_ = payload["scale"].numpy()
-    columns = getattr(imp, "feature_names_in_", np.arange(imp.n_features_in_))
-    imp.empty_features_ = np.asarray(columns, dtype=object)[np.isnan(imp.mean_)]
-    if payload.get("data_min") is not None:
-        imp.data_min_, imp.data_max_ = payload["data_min"].numpy(), payload["data_max"].numpy()
-    model = CSDIDenoiser(CSDIConfig(**payload["model_config"]))
-    model.load_state_dict(payload["model_state"])
-    imp.model_ = model.to(imp.device_).eval()
-    imp._schedule = NoiseSchedule(imp.n_steps, imp.schedule)
-    imp._sample_seed = payload["sample_seed"]
-    imp._seeded = payload["seeded"]
-    if payload["learned_steps"] is not None:
-        imp.learned_steps_ = payload["learned_steps"].numpy()
-    if payload["step_scores"] is not None:
-        imp.step_scores_ = payload["step_scores"].numpy()
-    if hasattr(imp, "_restore_extra"):
-        imp._restore_extra(payload.get("extra", {}))
-    imp.steps_ = imp.inference_steps().numpy()
-    return imp

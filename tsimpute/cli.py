@@ -54,6 +54,18 @@ def _user_errors():
 
 
 
+@contextlib.contextmanager
+def _process_settings(threads: int | None):
+    """The process-wide settings of a command that trains or samples: torch's threads for its duration, and an
+    allocator that keeps freed memory (:func:`tsimpute.inference.tune_cpu_allocator`; an application's choice,
+    which the library never makes by itself)."""
+    from .inference import tune_cpu_allocator
+
+    tune_cpu_allocator()
+    with _torch_threads(threads):
+        yield
+
+
 def _err(message: str) -> None:
     typer.echo(message, err=True)
 
@@ -125,7 +137,7 @@ def bench(
     command = _bench_command(dataset, steps, profile, seeds, methods, missing_ratio, source, data_dir, device,
                              out, epochs, n_samples, n_train, n_test, mask_options, threads, model)
     log = (lambda msg: None) if quiet else _err
-    with _user_errors(), _torch_threads(threads), warnings.catch_warnings():
+    with _user_errors(), _process_settings(threads), warnings.catch_warnings():
         if quiet:
             warnings.simplefilter("ignore")
         result = benchmark.run_benchmark(
@@ -169,7 +181,7 @@ def _bench_images(dataset, steps, profile, seed, data_dir, device, out, n_train,
     parts += [f"--device {device}"] if device != "cpu" else []
     overrides = {"n_train": n_train} if n_train is not None else {}
     log = (lambda msg: None) if quiet else _err
-    with _user_errors(), _torch_threads(threads), warnings.catch_warnings():
+    with _user_errors(), _process_settings(threads), warnings.catch_warnings():
         if quiet:
             warnings.simplefilter("ignore")
         result = run_image_benchmark(dataset, profile=profile, steps=counts, seed=seeds[0], data_dir=data_dir,
@@ -284,14 +296,15 @@ def fit(
     import random
 
     from .distributed import barrier, broadcast_from_zero, distributed_rank, local_device, process_group
-    from .imputer import Imputer, _resolve_device
+    from .estimator import resolve_device
+    from .imputer import Imputer
     from .io import read_table
 
     if threads is not None and threads < 1:
         raise _usage_error(f"--threads must be at least 1, got {threads}")
     rank, world = distributed_rank()
-    with _user_errors(), _torch_threads(threads):
-        dev = local_device(_resolve_device(device or "auto"))
+    with _user_errors(), _process_settings(threads):
+        dev = local_device(resolve_device(device or "auto"))
         with process_group(world, dev):
             if seed is None and world > 1:  # every rank must draw the same windows, targets and weights
                 seed = int(broadcast_from_zero(random.randrange(2**31 - 1)))
@@ -348,11 +361,11 @@ def impute(
         if model is None:
             raise _usage_error("a batch job (a folder INPUT or OUTPUT, or --resume) needs --model: fit first "
                                "with `tsimpute fit` on a representative table")
-        with _user_errors(), _torch_threads(threads):
+        with _user_errors(), _process_settings(threads):
             _impute_job(input, output, model, resume, max_rows, time_col, id_col, n_samples, steps,
                         step_selection, precision, device, quiet)
         return
-    with _user_errors(), _torch_threads(threads):
+    with _user_errors(), _process_settings(threads):
         frame = read_table(input, time_col=time_col, id_col=id_col)
         if model is not None:
             if epochs is not None or window is not None:

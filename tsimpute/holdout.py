@@ -11,16 +11,16 @@ cells, same noise).
 from __future__ import annotations
 
 import torch
-from torch import nn
 
+from .data import WindowSet
+from .denoisers import SeriesDenoiser
 from .diffusion.schedules import Chain, NoiseSchedule, uniform_steps
 from .diffusion.targets import random_conditional_mask
 from .inference import impute_windows
-from .training import WindowSet
 
 
 class HoldoutScore:
-    """``score(model) -> float``: held-out MAE of ``n_steps``-step DDIM imputation (lower is better).
+    """``score(denoiser) -> float``: held-out MAE of ``n_steps``-step DDIM imputation (lower is better).
 
     Parameters
     ----------
@@ -68,13 +68,12 @@ class HoldoutScore:
         self.n_samples, self.seed, self.precision, self.clip = n_samples, seed, precision, clip
 
     @torch.no_grad()
-    def __call__(self, model: nn.Module) -> float:
+    def __call__(self, denoiser: SeriesDenoiser) -> float:
         if self.hidden.sum() == 0:
             return float("nan")
         gen = torch.Generator(device=self.values.device).manual_seed(self.seed + 1)
-        res = impute_windows(model, self.given, self.chain, n_samples=self.n_samples, sampler=self.sampler,
-                             eta=self.eta, generator=gen, precision=self.precision, tune_allocator=False,
-                             clip=self.clip, antithetic=True)
+        res = impute_windows(denoiser, self.given, self.chain, n_samples=self.n_samples, sampler=self.sampler,
+                             eta=self.eta, generator=gen, precision=self.precision, clip=self.clip, antithetic=True)
         point = res.samples.quantile(0.5, dim=0).to(self.values.device)
         err = (point - self.values).abs() * self.hidden
         return float(err.sum() / self.hidden.sum())

@@ -8,90 +8,27 @@ samplers, training loop and step mask are those of the time-series imputer, unch
 
 from __future__ import annotations
 
-import math
 import numbers
+from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from . import checkpoint
-from ._version import __version__
-from .diffusion.losses import masked_eps_mse
-from .diffusion.samplers import SAMPLERS, antithetic_noise, get_sampler
-from .diffusion.schedules import CHAIN_SEMANTICS, SCHEDULES, Chain, NoiseSchedule, add_noise
-from .diffusion.step_mask import LOSS_WEIGHTS
+from .data import WindowSet
+from .denoisers import ImageDenoiser
+from .diffusion.schedules import Chain, NoiseSchedule
+from .estimator import DiffusionEstimator, FitData
 from .image_masks import training_masks
-from .imputer import Imputer, _resolve_device, _seeded_torch
 from .models.unet import UNetConfig, UNetDenoiser, levels_for, require_diffusers
-from .precision import PRECISIONS
-from .step_learning import MASK_OBJECTIVES
-from .step_selection import STEP_SELECTIONS, StepSelectionMixin
-from .training import TrainConfig, WindowSet, autocast, train_denoiser
+from .training import TrainConfig
 
 INPAINTING = ("conditional", "replace")
-FORMAT = "tsimpute.ImageImputer"
-FORMAT_VERSION = 1
 
 
-def image_loss(model: UNetDenoiser, batch: WindowSet, cond: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor,
-               generator: torch.Generator | None = None, weight: torch.Tensor | None = None,
-               reduction: str = "mean") -> torch.Tensor:
-    """Noise MSE on the pixels to denoise (observed, not given) of images ``batch.values`` (N, C, H, W)."""
-    eps = torch.randn(batch.values.shape, generator=generator, device=batch.values.device)
-    x_t = add_noise(batch.values, eps, alpha_bar)
-    pred = model(x_t, t, batch.values * cond, cond[:, :1]) if model.config.conditional else model(x_t, t)
-    return masked_eps_mse(pred, eps, batch.observed - cond, weight=weight, reduction=reduction)
-
-
-@torch.no_grad()
-def sample_images(model: UNetDenoiser, given: torch.Tensor, mask: torch.Tensor, chain: Chain, n_samples: int,
-                  generator: torch.Generator | None, *, sampler: str = "ddpm", eta: float = 0.0,
-                  replace: bool = False, precision: str = "fp32") -> torch.Tensor:
-    """Samples ``(n_samples, N, C, H, W)`` in [-1, 1] of images whose pixels ``given`` are kept where ``mask``
-    (N, 1, H, W) is 1 (an all-zero mask generates), with the reverse ``chain``.
-
-    The network sees the given pixels (conditional inpainting), or with ``replace=True`` samples without them
-    while they are put back, noised to each step's level, before every network call. Samples come in
-    antithetic pairs when ``n_samples > 1``; the pixels in [-1, 1] (the sampler clips its clean-image
-    predictions there).
-    """
-    device = given.device
-    g = given.repeat(n_samples, 1, 1, 1)
-    m = mask.to(given.dtype).repeat(n_samples, 1, 1, 1)
-    conditional = not replace and bool(m.any())
-    level = dict(zip(chain.timesteps.tolist(), chain.alphas_cumprod.tolist(), strict=True))
-
-    def eps_fn(x: torch.Tensor, t: int) -> torch.Tensor:
-        with autocast(device, precision):
-            if conditional:
-                return model(x, t, g, m).float()
-            if m.any():  # the observed pixels at this step's noise level
-                ab = level[t]
-                z = torch.randn(x.shape, generator=generator, device=device)
-                x = m * (math.sqrt(ab) * g + math.sqrt(1 - ab) * z) + (1 - m) * x
-            return model(x, t).float()
-
-    if n_samples > 1:
-        x = antithetic_noise(g.shape, generator, device=device)
-    else:
-        x = torch.randn(g.shape, generator=generator, device=device)
-    extra = {"eta": eta} if sampler == "ddim" else {}
-    x = get_sampler(sampler)(eps_fn, x, chain, generator=generator, clip=(-1.0, 1.0), antithetic=n_samples > 1,
-                             **extra)
-    x = m * g + (1 - m) * x
-    return x.view(n_samples, -1, *x.shape[1:])
-
-
-def _reward_samples(model: UNetDenoiser, given: WindowSet, chain: Chain, n_samples: int,
-                    generator: torch.Generator) -> torch.Tensor:
-    """The step mask's ``imputation`` reward samples for images (see :class:`~tsimpute.step_learning.StepLearner`)."""
-    return sample_images(model, given.values, given.observed[:, :1], chain, n_samples, generator)
-
-
-class ImageImputer(StepSelectionMixin, BaseEstimator):
+class ImageImputer(DiffusionEstimator):
     """Diffusion inpainting and generation of images, with a learned step mask (METHOD.md §4).
 
     Parameters
@@ -142,6 +79,7 @@ class ImageImputer(StepSelectionMixin, BaseEstimator):
     Attributes
     ----------
     model_ : UNetDenoiser
+    denoiser_ : ImageDenoiser
     image_shape_ : tuple (C, H, W)
     data_min_, data_max_ : float
         The pixel range of the training images (0 and 255 for uint8), mapped to [-1, 1] for the network.
@@ -184,41 +122,29 @@ class ImageImputer(StepSelectionMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    # ------------------------------------------------------------------ checks
-    def _check_params(self) -> None:
-        def positive_int(name: str, minimum: int = 1) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
+    _parameter_constraints: dict = {
+        **DiffusionEstimator._parameter_constraints,
+        "target_steps": [Interval(Integral, 1, None, closed="left")],
+        "max_steps": [Interval(Integral, 1, None, closed="left")],
+        "inference_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "n_masks": [Interval(Integral, 2, None, closed="left")],
+        "inpainting": [StrOptions(set(INPAINTING))],
+    }
+    _checkpoint_format = "tsimpute.ImageImputer"
+    _checkpoint_version = 2  # 2: network, denoiser adapter and data state apart
 
-        for name in ("n_steps", "target_steps", "max_steps", "batch_size", "n_samples", "inference_batch_size"):
-            positive_int(name)
-        positive_int("n_masks", 2)
-        choices = {"schedule": SCHEDULES, "step_selection": STEP_SELECTIONS, "sampler": tuple(SAMPLERS),
-                   "chain": CHAIN_SEMANTICS, "inpainting": INPAINTING, "mask_weight": LOSS_WEIGHTS,
-                   "mask_objective": MASK_OBJECTIVES,
-                   "precision": PRECISIONS}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+    # ------------------------------------------------------------------ checks
+    def _always_learns_masks(self) -> bool:
+        return True  # learn_steps may use n_masks whatever step_selection is
+
+    def _check_param_relations(self) -> None:
         if self.target_steps > self.n_steps:
             raise ValueError(f"target_steps ({self.target_steps}) cannot exceed n_steps ({self.n_steps})")
-        if self.n_masks > self.batch_size:
-            raise ValueError(f"n_masks ({self.n_masks}) cannot exceed batch_size ({self.batch_size})")
-        for name in ("lr", "mask_lr"):
-            if not (isinstance(getattr(self, name), numbers.Real) and getattr(self, name) > 0):
-                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)!r}")
-        if not (isinstance(self.eta, numbers.Real) and 0 <= self.eta <= 1):
-            raise ValueError(f"eta must lie in [0, 1], got {self.eta!r}")
-        if not (isinstance(self.validation_fraction, numbers.Real) and 0 <= self.validation_fraction < 1):
-            raise ValueError(f"validation_fraction must lie in [0, 1), got {self.validation_fraction!r}")
-        if self.ema_decay is not None and not (isinstance(self.ema_decay, numbers.Real) and 0 < self.ema_decay < 1):
-            raise ValueError(f"ema_decay must lie in (0, 1) or be None, got {self.ema_decay!r}")
+        super()._check_param_relations()
         widths = self.widths
         if not (isinstance(widths, tuple | list) and widths
                 and all(isinstance(w, numbers.Integral) and w > 0 and w % 8 == 0 for w in widths)):
             raise ValueError(f"widths must be a non-empty sequence of positive multiples of 8, got {widths!r}")
-        _resolve_device(self.device)
 
     def _images(self, X, name: str = "X") -> tuple[np.ndarray, bool]:
         """``X`` as float64 (N, C, H, W) in its own units, and whether it came without a channel axis."""
@@ -262,6 +188,26 @@ class ImageImputer(StepSelectionMixin, BaseEstimator):
         x = x.float().clamp(-1, 1).cpu().numpy().astype(np.float64)
         return (x + 1) / 2 * (self.data_max_ - self.data_min_) + self.data_min_
 
+    # ------------------------------------------------------------------ fitted state
+    def _set_data_state(self, state: dict) -> None:
+        self.image_shape_ = tuple(int(v) for v in state["image_shape"])
+        self.squeeze_channel_ = bool(state["squeeze_channel"])
+        self.data_min_, self.data_max_ = (float(v) for v in state["data_range"])
+
+    def _data_state(self) -> dict:
+        return {"image_shape": list(self.image_shape_), "squeeze_channel": bool(self.squeeze_channel_),
+                "data_range": [float(self.data_min_), float(self.data_max_)]}
+
+    def _network(self, config: dict) -> UNetDenoiser:
+        return UNetDenoiser(UNetConfig(**config))
+
+    def _denoiser_from_settings(self, net, settings: dict) -> ImageDenoiser:
+        return ImageDenoiser(net)
+
+    @classmethod
+    def _params_from_checkpoint(cls, params: dict) -> dict:
+        return {**params, "widths": tuple(params["widths"])}
+
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None) -> ImageImputer:
         """Train the UNet (and, with ``step_selection="learned"``, the step mask) on images ``X``.
@@ -269,55 +215,50 @@ class ImageImputer(StepSelectionMixin, BaseEstimator):
         ``X``: (N, H, W) or (N, C, H, W) pixels, uint8 or float; NaN pixels are missing (never given and never
         denoised). Returns ``self``.
         """
-        self._check_params()
+        return super().fit(X, y)
+
+    def _fit_input(self, X) -> tuple[np.ndarray, bool, tuple[float, float]]:
         require_diffusers()
         values, squeeze = self._images(X)
         if np.isnan(values).all():
             raise ValueError("X has no observed pixel")
-        self.squeeze_channel_ = squeeze
-        self.image_shape_ = tuple(int(s) for s in values.shape[1:])
         if np.asarray(X).dtype == np.uint8:
-            self.data_min_, self.data_max_ = 0.0, 255.0
+            data_range = (0.0, 255.0)
         else:
-            self.data_min_, self.data_max_ = float(np.nanmin(values)), float(np.nanmax(values))
-        if self.data_max_ <= self.data_min_:
-            raise ValueError(f"X's pixels are all equal ({self.data_min_}): nothing to learn")
-        fit_seed = Imputer._init_seeds(self)
-        self.device_ = _resolve_device(self.device)
-        rng = np.random.default_rng(fit_seed)
+            data_range = (float(np.nanmin(values)), float(np.nanmax(values)))
+        if data_range[1] <= data_range[0]:
+            raise ValueError(f"X's pixels are all equal ({data_range[0]}): nothing to learn")
+        return values, squeeze, data_range
+
+    def _fit_data(self, inputs, rng: np.random.Generator) -> FitData:
+        values, squeeze, data_range = inputs
+        state = {"image_shape": values.shape[1:], "squeeze_channel": squeeze, "data_range": data_range}
+        self._set_data_state(state)  # the pixel range maps images into the network's units
         order = rng.permutation(len(values))
         n_valid = min(512, int(round(self.validation_fraction * len(values)))) if len(values) >= 20 else 0
         data, observed = self._to_model(values)
         train = WindowSet(data[order[n_valid:]], observed[order[n_valid:]])
         valid = WindowSet(data[order[:n_valid]], observed[order[:n_valid]]) if n_valid else None
+        return FitData(train, valid, state, rng)
+
+    def _build_denoiser(self, train, fit_seed: int) -> ImageDenoiser:
         c, h, w = self.image_shape_
         config = UNetConfig(height=h, width=w, channels=c, n_steps=self.n_steps,
                             widths=tuple(self.widths)[: levels_for(h, w, len(self.widths))], attention=self.attention,
                             conditional=True)
-        self._schedule = self._noise_schedule()
-        with _seeded_torch(fit_seed, self.device_):
-            generator = torch.Generator(device=self.device_).manual_seed(fit_seed)
-            self.model_ = UNetDenoiser(config).to(self.device_)
-            n_batches = max(1, math.ceil(len(train) / self.batch_size))
-            epochs = self.max_steps / n_batches
-            train_cfg = TrainConfig(epochs=None, max_steps=self.max_steps, batch_size=self.batch_size, lr=self.lr,
-                                    patience=None, precision=self.precision, verbose=self.verbose,
-                                    lr_schedule="cosine", warmup=0.05, ema_decay=self.ema_decay,
-                                    eval_every=max(1, self.max_steps // 10))
-            hook = learner = None
-            if self.step_selection == "learned":
-                learner = self._step_learner(generator, valid if valid is not None else train, total_epochs=epochs,
-                                             budget_epochs=0.7 * epochs, warmup_epochs=0.1 * epochs,
-                                             loss_fn=image_loss, impute_fn=_reward_samples, reward_every=16,
-                                             reward_samples=2)
-                hook = learner.loss_hook
-                train_cfg.select_from_epoch = max(0, min(math.ceil(epochs) - 1, math.ceil(0.7 * epochs)))
-            self.history_ = train_denoiser(self.model_, self._schedule, train, valid, train_cfg, generator, hook,
-                                           loss_fn=image_loss, targets_fn=self._training_targets)
-            if learner is not None:
-                self._store_mask(learner)
-        self.steps_ = self.inference_steps().numpy()
-        return self
+        return ImageDenoiser(UNetDenoiser(config).to(self.device_))
+
+    def _train_config(self, n_windows: int) -> TrainConfig:
+        return TrainConfig(epochs=None, max_steps=self.max_steps, batch_size=self.batch_size, lr=self.lr,
+                           patience=None, precision=self.precision, verbose=self.verbose, lr_schedule="cosine",
+                           warmup=0.05, ema_decay=self.ema_decay, eval_every=max(1, self.max_steps // 10))
+
+    def _targets_fn(self):
+        return self._training_targets
+
+    def _mask_settings(self, during_fit: bool) -> dict:
+        # the imputation reward samples a few validation images: every 16th batch in fit, every batch after
+        return {"reward_every": 16 if during_fit else 1, "reward_samples": 2}
 
     def _noise_schedule(self) -> NoiseSchedule:
         # linear: DDPM's 1e-4 .. 0.02 over 1000 steps, rescaled so that the chain ends as noisy with n_steps
@@ -330,29 +271,13 @@ class ImageImputer(StepSelectionMixin, BaseEstimator):
         given = training_masks(n, h, w, generator, device=batch.values.device)
         return given.expand_as(batch.observed) * batch.observed
 
-    def learn_steps(self, X, target_steps: int | None = None, epochs: int = 1) -> ImageImputer:
-        """Learn a step mask on this fitted network, weights frozen ("from a pretrained model", METHOD.md §4):
-        the mask loop over the images of ``X`` for ``epochs`` epochs, then exactly ``target_steps`` steps read
-        out into ``learned_steps_``; sets ``step_selection="learned"`` (and ``target_steps``)."""
-        check_is_fitted(self, "model_")
-        k = self.target_steps if target_steps is None else target_steps
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= self.n_steps:
-            raise ValueError(f"target_steps must be an integer in [1, {self.n_steps}], got {k!r}")
-        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    def _step_learning_data(self, X) -> WindowSet:
         values, _ = self._images(X)
         self._check_fitted_shape(values)
-        data = WindowSet(*self._to_model(values))
-        generator = torch.Generator(device=self.device_).manual_seed(self._sample_seed + 1)
-        learner = self._step_learner(generator, data, total_epochs=epochs, budget_epochs=0.7 * epochs,
-                                     warmup_epochs=0.0, k=int(k), loss_fn=image_loss, impute_fn=_reward_samples,
-                                     reward_every=1, reward_samples=2)
-        learner.learn_on(self.model_, data, epochs=epochs, batch_size=self.batch_size, verbose=self.verbose,
-                         target_strategy_fn=lambda batch: self._training_targets(batch, generator))
-        self._store_mask(learner)
-        self.target_steps, self.step_selection = int(k), "learned"
-        self.steps_ = self.inference_steps().numpy()
-        return self
+        return WindowSet(*self._to_model(values))
+
+    def _learning_targets(self, data, generator: torch.Generator):
+        return lambda batch: self._training_targets(batch, generator)
 
     # ------------------------------------------------------------------ sampling
     def _draw(self, given: torch.Tensor, mask: torch.Tensor, n_samples: int, generator: torch.Generator,
@@ -360,21 +285,18 @@ class ImageImputer(StepSelectionMixin, BaseEstimator):
         """``n_samples`` samples (S, N, C, H, W) of images with pixels ``given`` where ``mask`` (N, 1, H, W) is 1."""
         per_call = max(1, self.inference_batch_size // n_samples)
         n = given.shape[0]
+        self.model_.eval()
+        denoiser = ImageDenoiser(self.model_, replace=self.inpainting == "replace")
         out = []
         with tqdm(total=n, desc=desc, unit="image", disable=not self.verbose, leave=False) as bar:
             for i in range(0, n, per_call):
-                out.append(sample_images(self.model_.eval(), given[i:i + per_call], mask[i:i + per_call], chain,
-                                         n_samples, generator, sampler=self.sampler, eta=self.eta,
-                                         replace=self.inpainting == "replace", precision=self.precision))
+                out.append(denoiser.sample(given[i:i + per_call], mask[i:i + per_call], chain, n_samples, generator,
+                                           sampler=self.sampler, eta=self.eta, precision=self.precision))
                 bar.update(min(per_call, n - i))
         return torch.cat(out, dim=1)
 
     def _generator(self, random_state: int | None = None) -> torch.Generator:
-        if random_state is not None:
-            seed = int(random_state)
-        else:
-            seed = self._sample_seed if self._seeded else int(np.random.SeedSequence().generate_state(1)[0])
-        return torch.Generator(device=self.device_).manual_seed(seed)
+        return self._sampling_generator(None if random_state is None else int(random_state))
 
     @torch.no_grad()
     def transform(self, X) -> np.ndarray:
@@ -413,46 +335,3 @@ class ImageImputer(StepSelectionMixin, BaseEstimator):
         images = self._from_model(self._draw(empty, empty[:, :1], 1, self._generator(random_state),
                                              self.inference_chain(), "generate")[0])
         return images[:, 0] if self.squeeze_channel_ else images
-
-    # ------------------------------------------------------------------ persistence
-    def save(self, path) -> None:
-        """Write the fitted imputer to one file (read back with ``torch.load(weights_only=True)``)."""
-        check_is_fitted(self, "model_")
-        learned = getattr(self, "learned_steps_", None)
-        scores = getattr(self, "step_scores_", None)
-        torch.save({
-            "format": FORMAT, "format_version": FORMAT_VERSION, "tsimpute_version": __version__,
-            "params": {**checkpoint._plain_params(self.get_params()), "widths": list(self.widths)},
-            "model_config": self.model_.config.to_dict(),
-            "model_state": {k: v.detach().cpu() for k, v in self.model_.state_dict().items()},
-            "image_shape": list(self.image_shape_), "squeeze_channel": bool(self.squeeze_channel_),
-            "data_range": [float(self.data_min_), float(self.data_max_)],
-            "sample_seed": int(self._sample_seed), "seeded": bool(self._seeded),
-            "learned_steps": None if learned is None else torch.as_tensor(np.asarray(learned)),
-            "step_scores": None if scores is None else torch.as_tensor(np.asarray(scores)),
-        }, path)
-
-    @classmethod
-    def load(cls, path, device: str | None = None) -> ImageImputer:
-        """Read an imputer written by :meth:`save`."""
-        payload = checkpoint.read_checkpoint(path, FORMAT, FORMAT_VERSION)
-        params = dict(payload["params"])
-        params["widths"] = tuple(params["widths"])
-        if device is not None:
-            params["device"] = device
-        imp = cls(**params)
-        imp.device_ = _resolve_device(imp.device)
-        model = UNetDenoiser(UNetConfig(**payload["model_config"]))
-        model.load_state_dict(payload["model_state"])
-        imp.model_ = model.to(imp.device_).eval()
-        imp.image_shape_ = tuple(payload["image_shape"])
-        imp.squeeze_channel_ = payload["squeeze_channel"]
-        imp.data_min_, imp.data_max_ = payload["data_range"]
-        imp._sample_seed, imp._seeded = payload["sample_seed"], payload["seeded"]
-        imp._schedule = imp._noise_schedule()
-        if payload["learned_steps"] is not None:
-            imp.learned_steps_ = payload["learned_steps"].numpy()
-        if payload["step_scores"] is not None:
-            imp.step_scores_ = payload["step_scores"].numpy()
-        imp.steps_ = imp.inference_steps().numpy()
-        return imp

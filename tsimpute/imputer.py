@@ -2,96 +2,47 @@
 
 from __future__ import annotations
 
-import contextlib
 import numbers
-import warnings
 from dataclasses import asdict
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
-from sklearn.utils import check_random_state
+from sklearn.base import OneToOneFeatureMixin, TransformerMixin
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from . import checkpoint
+from .checkpoint import plain_names
+from .data import (
+    EpochWindows,
+    ImputationWindows,
+    fit_scaler,
+    modelled_columns,
+    resolve_window,
+    scaled_series,
+    split_series,
+    split_validation,
+    window_set,
+)
+from .denoisers import SeriesDenoiser
 from .diffusion.conditioning import CONDITIONINGS
 from .diffusion.first_guess import FIRST_GUESSES, fit_first_guess
 from .diffusion.losses import NOISE_LEVELS
 from .diffusion.parameterization import PARAMETERIZATIONS, interpolation_error_scale, interpolation_error_table
 from .diffusion.samplers import SAMPLERS
-from .diffusion.schedules import (
-    CHAIN_SEMANTICS,
-    SCHEDULES,
-    NoiseSchedule,
-    uniform_steps,
-)
-from .diffusion.step_mask import LOSS_WEIGHTS
+from .diffusion.schedules import CHAIN_SEMANTICS, uniform_steps
 from .diffusion.targets import TARGET_STRATEGIES, conditional_mask
-from .frames import (
-    Scaler,
-    Series,
-    extract_windows,
-    resolve_window,
-    split_series,
-    stitch_owner,
-    window_starts,
-)
+from .estimator import DiffusionEstimator, FitData
 from .holdout import HoldoutScore
 from .inference import SamplingInfo, impute_windows
 from .models import CSDIConfig, CSDIDenoiser
 from .precision import PRECISIONS
-from .step_learning import MASK_OBJECTIVES
-from .step_selection import STEP_SELECTIONS, StepSelectionMixin
-from .training import TrainConfig, WindowSet, train_denoiser
+from .training import TrainConfig
 from .validation import validated_frame
 
 
-def _fit_scaler(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column mean and spread of the observed values; NaN for columns with no observed value (warned)."""
-    values = frame.to_numpy(dtype=np.float64)
-    empty = np.isnan(values).all(axis=0)
-    if empty.all():
-        raise ValueError("every column of X is entirely missing; there is nothing to learn from")
-    mean = np.full(values.shape[1], np.nan)
-    std = np.full(values.shape[1], np.nan)
-    scaler = Scaler.fit(values[:, ~empty])
-    mean[~empty], std[~empty] = scaler.mean, scaler.std
-    if empty.any():
-        names = [c for c, e in zip(frame.columns, empty, strict=True) if e]
-        warnings.warn(
-            f"columns {names} are entirely missing in X: they cannot be learned and are left out of the model; "
-            "their gaps stay NaN in the output (values observed in them later are returned unchanged)",
-            UserWarning,
-            stacklevel=3,
-        )
-    return mean, std
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was requested but CUDA is not available")
-    return dev
-
-
-@contextlib.contextmanager
-def _seeded_torch(seed: int, device: torch.device):
-    """Seed torch's global RNG (weight init, dropout) inside, and restore the caller's RNG state after."""
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
-class Imputer(StepSelectionMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
     """Fill gaps in multivariate time series with a CSDI-style conditional diffusion model.
 
     The model is trained on the observed entries of ``X`` (some observed entries are hidden and learned
@@ -144,22 +95,22 @@ class Imputer(StepSelectionMixin, OneToOneFeatureMixin, TransformerMixin, BaseEs
     parameterization : {"epsilon", "residual"}, default="residual"
         What the network predicts. ``epsilon`` is CSDI's noise prediction. ``residual`` runs the diffusion on
         the difference from a first guess of the missing values (``first_guess``), preconditioned for its
-        typical size (learned in ``fit`` as ``model_.config.sigma_data``): an untrained network already
+        typical size (learned in ``fit``: ``denoiser_.parameterization.sigma_data``): an untrained network already
         returns the first guess as its median, and training learns only what the guess misses (see
         :mod:`tsimpute.diffusion.parameterization` and ``benchmarks/results/parameterization.md``). The
         network before training is one of the checkpoints that the held-out score chooses from.
     residual_scale : {"gap", "global"}, default="gap"
         The size of the first guess's error that the ``residual`` parameterization assumes: ``global``, one
         number; ``gap``, one per column and per distance from the given values, measured in ``fit``
-        (``model_.config.sigma_table``): a single missing hour of a smooth column is many times more precise
-        than a long gap in a noisy one.
+        (``denoiser_.parameterization.sigma_table``): a single missing hour of a smooth column is many times
+        more precise than a long gap in a noisy one.
     first_guess : {"fitted", "interpolation"}, default="fitted"
         The first guess that the ``residual`` parameterization corrects: ``interpolation``, the linear
         interpolation of each column; ``fitted``, that interpolation corrected by a median regression fitted
         in ``fit`` on observed values hidden at random, from a local quadratic fit of the column in time and
         from how its most related columns moved across the same gap
-        (:mod:`tsimpute.diffusion.first_guess`; ``model_.config.first_guess``). Columns where the correction
-        does not lower the error on held-out windows keep the interpolation.
+        (:mod:`tsimpute.diffusion.first_guess`; ``denoiser_.parameterization.first_guess``). Columns where the
+        correction does not lower the error on held-out windows keep the interpolation.
     channels, n_layers, n_heads : int, default=32, 2, 4
         Width, residual blocks and attention heads of the denoiser. CSDI's own sizes are 64, 4, 8: no more
         accurate on the quick-start data, about 3x slower per training step on a CPU
@@ -235,6 +186,10 @@ class Imputer(StepSelectionMixin, OneToOneFeatureMixin, TransformerMixin, BaseEs
     Attributes
     ----------
     model_ : CSDIDenoiser
+        The network.
+    denoiser_ : SeriesDenoiser
+        The network with what its inputs and output mean (conditioning, parameterization, first guess and
+        residual scales learned in ``fit``); training and sampling both go through it.
     n_features_in_ : int
         Number of columns seen in ``fit``.
     feature_names_in_ : ndarray of object
@@ -247,9 +202,10 @@ class Imputer(StepSelectionMixin, OneToOneFeatureMixin, TransformerMixin, BaseEs
         Columns with no observed value in fit (a warning names them). Like scikit-learn's imputers, the model
         cannot learn them; unlike them, they are kept in the output (same columns as the input), with their
         gaps left as NaN.
-    data_min_, data_max_ : ndarray (n_features,)
+    data_min_, data_max_ : ndarray (n_features,) or None
         Per-feature range of the training data in model (standardised) units; sampling clips to it
-        (``sample_clip``). NaN for columns entirely missing in fit.
+        (``sample_clip``). NaN for columns entirely missing in fit; None for published weights
+        (:meth:`from_csdi`), whose training data is not known.
     history_ : TrainHistory
     steps_ : ndarray
         Steps used by sampling with the settings at fit time (the learned steps for ``learned``).
@@ -339,85 +295,52 @@ class Imputer(StepSelectionMixin, OneToOneFeatureMixin, TransformerMixin, BaseEs
         self.sample_clip = sample_clip
         self.verbose = verbose
 
-    # ------------------------------------------------------------------ parameter checks
-    def _check_params(self) -> None:
-        def positive_int(name: str, minimum: int = 1) -> None:
-            v = getattr(self, name)
-            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
+    _parameter_constraints: dict = {
+        **DiffusionEstimator._parameter_constraints,
+        "window": [StrOptions({"auto"}), Interval(Integral, 2, None, closed="left")],
+        "epochs": [Interval(Integral, 1, None, closed="left"), None],
+        "max_steps": [Interval(Integral, 1, None, closed="left"), None],
+        "max_time": [Interval(Real, 0, None, closed="neither"), None],
+        "conditioning": [StrOptions(set(CONDITIONINGS))],
+        "parameterization": [StrOptions(set(PARAMETERIZATIONS))],
+        "residual_scale": [StrOptions({"global", "gap"})],
+        "first_guess": [StrOptions(set(FIRST_GUESSES))],
+        "channels": [Interval(Integral, 1, None, closed="left")],
+        "n_layers": [Interval(Integral, 1, None, closed="left")],
+        "n_heads": [Interval(Integral, 1, None, closed="left")],
+        "time_kernel": [Interval(Integral, 0, None, closed="left")],
+        "target_strategy": [StrOptions(set(TARGET_STRATEGIES))],
+        "noise_levels": [StrOptions(set(NOISE_LEVELS))],
+        "patience": [Interval(Integral, 1, None, closed="left"), None],
+        "inference_batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "sample_clip": [Interval(Real, 0, None, closed="left"), None],
+    }
+    _parameter_descriptions: dict = {
+        "window": "'auto' or an integer >= 2",
+        "max_time": "a positive number of seconds or None",
+    }
+    _checkpoint_format = "tsimpute.Imputer"
+    _checkpoint_version = 3  # 3: network, denoiser adapter and data state apart (2: the fitted window)
 
-        for name in ("n_steps", "batch_size", "channels", "n_layers", "n_heads", "n_samples"):
-            positive_int(name)
-        for name in ("epochs", "max_steps"):
-            if getattr(self, name) is not None:
-                positive_int(name)
-        if self.max_time is not None and not (isinstance(self.max_time, numbers.Real) and self.max_time > 0):
-            raise ValueError(f"max_time must be a positive number of seconds or None, got {self.max_time!r}")
+    # ------------------------------------------------------------------ parameter checks
+    def _check_param_relations(self) -> None:
+        super()._check_param_relations()
         if self.epochs is None and self.max_steps is None and self.max_time is None:
             raise ValueError("set at least one of epochs, max_steps and max_time (the training length)")
-        if self.ema_decay is not None and not (isinstance(self.ema_decay, numbers.Real) and 0 < self.ema_decay < 1):
-            raise ValueError(f"ema_decay must lie in (0, 1) or be None, got {self.ema_decay!r}")
-        if self.sample_clip is not None and not (isinstance(self.sample_clip, numbers.Real)
-                                                 and self.sample_clip >= 0):
-            raise ValueError(f"sample_clip must be a number >= 0 or None, got {self.sample_clip!r}")
-        if self.inference_batch_size is not None:
-            positive_int("inference_batch_size")
-        w = self.window
-        if not ((isinstance(w, str) and w == "auto")
-                or (isinstance(w, numbers.Integral) and not isinstance(w, bool) and w >= 2)):
-            raise ValueError(f"window must be 'auto' or an integer >= 2, got {w!r}")
-        choices = {
-            "schedule": SCHEDULES,
-            "target_strategy": TARGET_STRATEGIES,
-            "sampler": tuple(SAMPLERS),
-            "step_selection": STEP_SELECTIONS,
-            "chain": CHAIN_SEMANTICS,
-            "precision": PRECISIONS,
-            "conditioning": CONDITIONINGS,
-            "parameterization": PARAMETERIZATIONS,
-            "residual_scale": ("global", "gap"),
-            "first_guess": FIRST_GUESSES,
-            "noise_levels": NOISE_LEVELS,
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if not (isinstance(self.lr, numbers.Real) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if not (isinstance(self.eta, numbers.Real) and 0 <= self.eta <= 1):
-            raise ValueError(f"eta must lie in [0, 1], got {self.eta!r}")
-        if not (isinstance(self.validation_fraction, numbers.Real) and 0 <= self.validation_fraction < 1):
-            raise ValueError(f"validation_fraction must lie in [0, 1), got {self.validation_fraction!r}")
-        if self.patience is not None:
-            positive_int("patience")
         if self.step_selection != "all":
-            positive_int("target_steps")
+            self._check_int("target_steps", self.target_steps)
             if self.step_selection == "learned" and self.target_steps > self.n_steps:
                 raise ValueError(f"target_steps ({self.target_steps}) cannot exceed n_steps ({self.n_steps})")
         if self.step_selection == "learned":
-            positive_int("n_masks", 2)
-            if self.n_masks > self.batch_size:
-                raise ValueError(f"n_masks ({self.n_masks}) cannot exceed batch_size ({self.batch_size})")
-        for name, allowed in (("mask_objective", MASK_OBJECTIVES), ("mask_weight", LOSS_WEIGHTS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if not (isinstance(self.mask_lr, numbers.Real) and self.mask_lr > 0):
-            raise ValueError(f"mask_lr must be a positive number, got {self.mask_lr!r}")
-        positive_int("time_kernel", minimum=0)
+            self._check_int("n_masks", self.n_masks, 2)
         if self.time_kernel % 2 == 0 and self.time_kernel:
             raise ValueError(f"time_kernel must be 0 or odd (a centred convolution), got {self.time_kernel!r}")
         if self.channels % self.n_heads:
             raise ValueError(f"channels ({self.channels}) must be divisible by n_heads ({self.n_heads})")
-        _resolve_device(self.device)
 
-    # ------------------------------------------------------------------ scikit-learn tags
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True  # NaN marks the gaps to fill
-        # PyTorch does not promise bit-identical CUDA results without deterministic algorithms, which tsimpute
-        # leaves off, so a seeded fit may differ between runs there; on CPU the same seed gives the same output
-        with contextlib.suppress(ValueError):  # an invalid device is reported by fit
-            tags.non_deterministic = _resolve_device(self.device).type == "cuda"
         return tags
 
     # ------------------------------------------------------------------ frames
@@ -428,93 +351,122 @@ class Imputer(StepSelectionMixin, OneToOneFeatureMixin, TransformerMixin, BaseEs
 
     def _modelled(self) -> np.ndarray:
         """Column positions the network models: every fitted column but those entirely missing at fit."""
-        return np.flatnonzero(~np.isnan(self.mean_))
+        return modelled_columns(self.mean_)
 
-    def _scaled_series(self, frame: pd.DataFrame) -> list[Series]:
+    def _scaled_series(self, frame: pd.DataFrame):
         """The series of ``frame``, standardised, restricted to the modelled columns."""
-        cols = self._modelled()
-        scaler = Scaler(self.mean_[cols], self.scale_[cols])
-        return [Series(s.rows, scaler.transform(s.values[:, cols])) for s in split_series(frame)]
+        return scaled_series(frame, self.mean_, self.scale_)
+
+    # ------------------------------------------------------------------ fitted state
+    def _set_data_state(self, state: dict) -> None:
+        """Window, scaler, training-data range and (when given) feature names."""
+        def array(x):
+            return None if x is None else np.asarray(x.numpy() if isinstance(x, torch.Tensor) else x, np.float64)
+
+        if state.get("feature_names") is not None:
+            self.feature_names_in_ = np.asarray(state["feature_names"], dtype=object)
+        self.window_ = int(state["window"])
+        self.mean_, self.scale_ = array(state["mean"]), array(state["scale"])
+        self.n_features_in_ = len(self.mean_)
+        columns = getattr(self, "feature_names_in_", np.arange(self.n_features_in_))
+        self.empty_features_ = np.asarray(columns, dtype=object)[np.isnan(self.mean_)]
+        self.data_min_, self.data_max_ = array(state.get("data_min")), array(state.get("data_max"))
+
+    def _data_state(self) -> dict:
+        def tensor(x):
+            return None if x is None else torch.from_numpy(np.asarray(x, dtype=np.float64))
+
+        return {"feature_names": plain_names(self.feature_names_in_) if hasattr(self, "feature_names_in_") else None,
+                "window": int(self.window_), "mean": tensor(self.mean_), "scale": tensor(self.scale_),
+                "data_min": tensor(self.data_min_), "data_max": tensor(self.data_max_)}
+
+    def _network(self, config: dict) -> CSDIDenoiser:
+        return CSDIDenoiser(CSDIConfig(**config))
+
+    def _network_config(self) -> dict:
+        return asdict(self.model_.config)
+
+    def _denoiser_settings(self) -> dict:
+        return self.denoiser_.settings()
+
+    def _denoiser_from_settings(self, net, settings: dict) -> SeriesDenoiser:
+        return SeriesDenoiser.from_settings(net, settings)
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None) -> Imputer:
         """Fit the diffusion model on the observed entries of ``X`` (DataFrame, wide or panel, or 2-D array-like)."""
-        self._check_params()
+        return super().fit(X, y)
+
+    def _fit_input(self, X) -> tuple[pd.DataFrame, int]:
         frame, _ = self._validated_frame(X, reset=True)
-        self.window_ = resolve_window(self.window, max(len(s.values) for s in split_series(frame)))
-        fit_seed = self._init_seeds()
-        self.device_ = _resolve_device(self.device)
-        self.mean_, self.scale_ = _fit_scaler(frame)
-        self.empty_features_ = np.asarray(frame.columns, dtype=object)[np.isnan(self.mean_)]
-        scaled = self._scaled_series(frame)
+        return frame, resolve_window(self.window, max(len(s.values) for s in split_series(frame)))
+
+    def _fit_data(self, inputs: tuple[pd.DataFrame, int], rng: np.random.Generator) -> FitData:
+        frame, window = inputs
+        mean, scale = fit_scaler(frame)
+        scaled = scaled_series(frame, mean, scale)
         stacked = np.concatenate([s.values for s in scaled])
-        self.data_min_ = np.full(self.n_features_in_, np.nan)
-        self.data_max_ = np.full(self.n_features_in_, np.nan)
-        cols = self._modelled()
-        self.data_min_[cols], self.data_max_[cols] = np.nanmin(stacked, axis=0), np.nanmax(stacked, axis=0)
+        data_min, data_max = np.full(len(mean), np.nan), np.full(len(mean), np.nan)
+        cols = modelled_columns(mean)
+        data_min[cols], data_max[cols] = np.nanmin(stacked, axis=0), np.nanmax(stacked, axis=0)
+        train_series, valid_series = split_validation(scaled, self.validation_fraction, window, rng,
+                                                      isinstance(frame.index, pd.MultiIndex))
+        valid = window_set(valid_series, window, max(1, window // 2), device=self.device_) if valid_series else None
+        train = EpochWindows(train_series, window, rng, self.device_)
+        state = {"window": window, "mean": mean, "scale": scale, "data_min": data_min, "data_max": data_max}
+        return FitData(train, valid, state, rng)
 
-        gen_np = np.random.default_rng(fit_seed)
-        train_series, valid_series = self._split_validation(scaled, gen_np, isinstance(frame.index, pd.MultiIndex))
-        valid = self._window_set(valid_series, stride=max(1, self.window_ // 2)) if valid_series else None
+    def _build_denoiser(self, train, fit_seed: int) -> SeriesDenoiser:
+        """The network and its adapter; with the residual parameterization, the first guess and the scale of its
+        error are fitted on the training windows."""
+        sigma_data, sigma_table, guess = 1.0, None, None
+        if self.parameterization == "residual":
+            fit_gen = torch.Generator(device=self.device_).manual_seed(fit_seed + 1)
+            if self.first_guess == "fitted":
+                guess = fit_first_guess(train.values, train.observed, generator=fit_gen)
+            # the first guess's error where training hides values, and where imputation does (the
+            # data's own gaps: a few more hidden at random), so that every gap distance is well measured
+            cond = conditional_mask(train.observed, self.target_strategy, patterns=train.observed, generator=fit_gen)
+            sigma_data = interpolation_error_scale(train.values, train.observed, cond, guess=guess)
+            if self.residual_scale == "gap":
+                few = train.observed * (torch.rand(train.observed.shape, generator=fit_gen,
+                                                   device=self.device_) >= 0.1)
+                sigma_table = interpolation_error_table(
+                    torch.cat([train.values, train.values]), torch.cat([train.observed, train.observed]),
+                    torch.cat([cond, few]), guess=guess)
+        config = CSDIConfig(
+            n_features=len(self._modelled()), n_steps=self.n_steps, channels=self.channels,
+            n_layers=self.n_layers, n_heads=self.n_heads, ff_dim=self.channels, time_kernel=self.time_kernel,
+        )
+        net = CSDIDenoiser(config).to(self.device_)
+        return SeriesDenoiser.from_settings(net, {
+            "conditioning": self.conditioning, "parameterization": self.parameterization, "sigma_data": sigma_data,
+            "sigma_table": sigma_table, "first_guess": None if guess is None else guess.to_dict()})
 
-        with _seeded_torch(fit_seed, self.device_):
-            generator = torch.Generator(device=self.device_).manual_seed(fit_seed)
-            train = _EpochWindows(self, train_series, gen_np)
-            sigma_data, sigma_table, guess = 1.0, None, None
-            if self.parameterization == "residual":
-                fit_gen = torch.Generator(device=self.device_).manual_seed(fit_seed + 1)
-                if self.first_guess == "fitted":
-                    guess = fit_first_guess(train.values, train.observed, generator=fit_gen)
-                # the first guess's error where training hides values, and where imputation does (the
-                # data's own gaps: a few more hidden at random), so that every gap distance is well measured
-                cond = conditional_mask(train.observed, self.target_strategy, patterns=train.observed,
-                                        generator=fit_gen)
-                sigma_data = interpolation_error_scale(train.values, train.observed, cond, guess=guess)
-                if self.residual_scale == "gap":
-                    few = train.observed * (torch.rand(train.observed.shape, generator=fit_gen,
-                                                       device=self.device_) >= 0.1)
-                    sigma_table = interpolation_error_table(
-                        torch.cat([train.values, train.values]), torch.cat([train.observed, train.observed]),
-                        torch.cat([cond, few]), guess=guess)
-            config = CSDIConfig(
-                n_features=len(self._modelled()), n_steps=self.n_steps, channels=self.channels,
-                n_layers=self.n_layers, n_heads=self.n_heads, ff_dim=self.channels, conditioning=self.conditioning,
-                parameterization=self.parameterization, sigma_data=sigma_data, sigma_table=sigma_table,
-                time_kernel=self.time_kernel, first_guess=None if guess is None else guess.to_dict(),
-            )
-            model = CSDIDenoiser(config)
-            self.model_ = model.to(self.device_)
-            self._schedule = NoiseSchedule(self.n_steps, self.schedule)
-            train_cfg = self._train_config(len(train))
-            hook = None
-            if self.step_selection == "learned":
-                epochs = self._planned_epochs(len(train))
-                learner = self._step_learner(
-                    generator, valid if valid is not None else train, total_epochs=epochs,
-                    budget_epochs=0.7 * epochs, warmup_epochs=0.1 * epochs,
-                )
-                hook = learner.loss_hook
-                train_cfg.select_from_epoch = max(0, min(int(np.ceil(epochs)) - 1, int(np.ceil(0.7 * epochs))))
-            scorer = self._holdout_score(valid if valid is not None else train, fit_seed)
-            self.history_ = train_denoiser(self.model_, self._schedule, train, valid, train_cfg, generator, hook,
-                                           score_fn=scorer)
-            if hook is not None:
-                self._store_mask(learner)
-        self.steps_ = self.inference_steps().numpy()
-        return self
+    def _train_config(self, n_windows: int) -> TrainConfig:
+        """The optimisation recipe (see ``benchmarks/results/training_recipe.md`` for how it was chosen)."""
+        eval_every = max(1, self.max_steps // 20) if self.max_steps is not None else None
+        return TrainConfig(
+            epochs=self.epochs, max_steps=self.max_steps, max_time=self.max_time, eval_every=eval_every,
+            batch_size=self.batch_size, lr=self.lr, target_strategy=self.target_strategy, patience=self.patience,
+            precision=self.precision, verbose=self.verbose, lr_schedule="cosine", warmup=0.05,
+            ema_decay=self.ema_decay, noise_levels=self.noise_levels,
+        )
 
-    def _init_seeds(self) -> int:
-        """Draw the fit and sampling seeds from ``random_state``; returns the fit seed."""
-        rs = check_random_state(self.random_state)
-        fit_seed, self._sample_seed = (int(v) for v in rs.randint(0, 2**31 - 1, size=2))
-        self._seeded = self.random_state is not None
-        return fit_seed
+    def _checkpoint_score(self, data, seed: int) -> HoldoutScore:
+        """The checkpoint score: held-out imputation MAE."""
+        # the sampler and chain that imputation will use (learned steps are not known yet: the uniform ones)
+        if self.step_selection == "learned":
+            steps = uniform_steps(self.n_steps, min(self.target_steps, self.n_steps))
+        else:
+            steps = self.inference_steps()
+        return HoldoutScore(data, self._schedule, seed=seed, precision=self.precision, clip=self._clip_range(),
+                            chain=self._schedule.chain(steps, self.chain), sampler=self.sampler, eta=self.eta)
 
     @classmethod
     def from_csdi(cls, path=None, *, config=None, feature_names=None, mean=None, scale=None,
                   allow_schedule_mismatch: bool = False, **params) -> Imputer:
         """A fitted imputer around a network trained by CSDI's own code (exact weights, no training).
-
         Parameters
         ----------
         path : str, path-like or None, default=None
@@ -555,109 +507,23 @@ class Imputer(StepSelectionMixin, OneToOneFeatureMixin, TransformerMixin, BaseEs
         return imputer_from_csdi(cls, path, config=config, feature_names=feature_names, mean=mean, scale=scale,
                                  allow_schedule_mismatch=allow_schedule_mismatch, **params)
 
-    def _planned_epochs(self, n_windows: int) -> float:
-        """Training length in (fractional) epochs, as far as it is known before training."""
-        n_batches = max(1, int(np.ceil(n_windows / self.batch_size)))
-        epochs = float(self.epochs) if self.epochs is not None else np.inf
-        if self.max_steps is not None:
-            epochs = min(epochs, self.max_steps / n_batches)
-        return epochs if np.isfinite(epochs) else 100.0
-
-    def _train_config(self, n_windows: int) -> TrainConfig:
-        """The optimisation recipe (see ``benchmarks/results/training_recipe.md`` for how it was chosen)."""
-        eval_every = max(1, self.max_steps // 20) if self.max_steps is not None else None
-        return TrainConfig(
-            epochs=self.epochs, max_steps=self.max_steps, max_time=self.max_time, eval_every=eval_every,
-            batch_size=self.batch_size, lr=self.lr, target_strategy=self.target_strategy, patience=self.patience,
-            precision=self.precision, verbose=self.verbose, lr_schedule="cosine", warmup=0.05,
-            ema_decay=self.ema_decay, noise_levels=self.noise_levels,
-        )
-
-    def _holdout_score(self, data: WindowSet, seed: int) -> HoldoutScore | None:
-        """The checkpoint score: held-out imputation MAE (None would fall back to the denoising loss)."""
-        # the sampler and chain that imputation will use (learned steps are not known yet: the uniform ones)
-        if self.step_selection == "learned":
-            steps = uniform_steps(self.n_steps, min(self.target_steps, self.n_steps))
-        else:
-            steps = self.inference_steps()
-        return HoldoutScore(data, self._schedule, seed=seed, precision=self.precision, clip=self._clip_range(),
-                            chain=self._schedule.chain(steps, self.chain), sampler=self.sampler, eta=self.eta)
-
-    def learn_steps(self, X, target_steps: int | None = None, epochs: int = 1, finetune: bool = False,
-                    lr: float | None = None) -> Imputer:
-        """Learn a step mask on this fitted model ("from a pretrained model", METHOD.md §4).
-
-        Runs the mask loop over the windows of ``X`` for ``epochs`` epochs with a fast budget schedule
-        (no warm-up, the budget reaches ``target_steps`` after 70% of the epochs), then reads out exactly
-        ``target_steps`` steps into ``learned_steps_`` and sets ``step_selection="learned"``.
-        With ``finetune=False`` (default) the network weights are frozen; with ``finetune=True`` they are
-        trained jointly with the mask at learning rate ``lr`` (default ``self.lr / 10``).
-        Uses ``mask_objective``, ``mask_weight``, ``chain``, ``n_masks`` and ``mask_lr``.
-        """
-        check_is_fitted(self, "model_")
-        k = self.target_steps if target_steps is None else target_steps
-        if not isinstance(k, numbers.Integral) or not 1 <= k <= self.n_steps:
-            raise ValueError(f"target_steps must be an integer in [1, {self.n_steps}], got {k!r}")
-        if not isinstance(epochs, numbers.Integral) or epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    # ------------------------------------------------------------------ step masks
+    def _step_learning_data(self, X):
         frame, _ = self._validated_frame(X, reset=False)
-        series = self._scaled_series(frame)
-        data = self._window_set(series, stride=max(1, self.window_ // 4))
-        seed = self._sample_seed if self._seeded else int(np.random.SeedSequence().generate_state(1)[0])
-        generator = torch.Generator(device=self.device_).manual_seed(seed + 1)
-        learner = self._step_learner(generator, data, total_epochs=epochs, budget_epochs=0.7 * epochs,
-                                     warmup_epochs=0.0, k=int(k))
-        optimizer = None
-        if finetune:
-            optimizer = torch.optim.Adam(self.model_.parameters(), lr=self.lr / 10 if lr is None else lr)
+        return window_set(self._scaled_series(frame), self.window_, max(1, self.window_ // 4), device=self.device_)
+
+    def _learning_targets(self, data, generator: torch.Generator):
         patterns = data.observed if self.target_strategy in ("hist", "mix") else None
 
-        def targets(batch: WindowSet) -> torch.Tensor:
+        def targets(batch) -> torch.Tensor:
             return conditional_mask(batch.observed, self.target_strategy, patterns=patterns, generator=generator)
 
-        with _seeded_torch(seed + 2, self.device_):
-            learner.learn_on(self.model_, data, epochs=int(epochs), batch_size=self.batch_size,
-                             target_strategy_fn=targets, optimizer=optimizer, verbose=self.verbose)
-        self._store_mask(learner)
-        self.set_params(step_selection="learned", target_steps=int(k))
-        self.steps_ = self.inference_steps().numpy()
-        return self
-
-    def _split_validation(self, series: list[Series], rng: np.random.Generator, panel: bool):
-        frac = self.validation_fraction
-        if frac == 0:
-            return series, []
-        if panel and len(series) >= 10:
-            n_valid = max(1, int(round(frac * len(series))))
-            order = rng.permutation(len(series))
-            valid_idx = set(order[:n_valid].tolist())
-            return ([s for i, s in enumerate(series) if i not in valid_idx],
-                    [s for i, s in enumerate(series) if i in valid_idx])
-        train, valid = [], []
-        for s in series:
-            n = len(s.values)
-            n_valid = int(np.ceil(frac * n))
-            if n - n_valid >= self.window_ and n_valid >= self.window_:
-                train.append(Series(s.rows[: n - n_valid], s.values[: n - n_valid]))
-                valid.append(Series(s.rows[n - n_valid :], s.values[n - n_valid :]))
-            else:
-                train.append(s)
-        return train, valid
-
-    def _window_set(self, series: list[Series], stride: int, offset: int = 0) -> WindowSet:
-        windows = np.concatenate(
-            [extract_windows(s.values, window_starts(len(s.values), self.window_, stride, offset), self.window_)
-             for s in series]
-        )
-        observed = ~np.isnan(windows)
-        values = np.where(observed, windows, 0.0).astype(np.float32)
-        return WindowSet(torch.from_numpy(values).to(self.device_),
-                         torch.from_numpy(observed.astype(np.float32)).to(self.device_))
+        return targets
 
     # ------------------------------------------------------------------ sampling
     def _clip_range(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Bounds ``(K, 1)`` of the predicted clean values in model units (``sample_clip``), or None."""
-        if self.sample_clip is None or not hasattr(self, "data_min_"):
+        if self.sample_clip is None or self.data_min_ is None:
             return None
         cols = self._modelled()
         lo = torch.as_tensor(self.data_min_[cols] - self.sample_clip, dtype=torch.float32).view(-1, 1)
@@ -667,7 +533,7 @@ class Imputer(StepSelectionMixin, OneToOneFeatureMixin, TransformerMixin, BaseEs
     def _sample_limit(self) -> float | None:
         """Samples beyond this magnitude (model units) are exploding: ten times the data's extent, plus 10.
         None (only non-finite values are refused) when the training data's range is unknown (published weights)."""
-        if not hasattr(self, "data_min_"):
+        if self.data_min_ is None:
             return None
         extent = float(np.nanmax(np.abs(np.concatenate([self.data_min_, self.data_max_]))))
         return 10.0 * extent + 10.0
@@ -683,27 +549,18 @@ class Imputer(StepSelectionMixin, OneToOneFeatureMixin, TransformerMixin, BaseEs
         for name, allowed in (("sampler", tuple(SAMPLERS)), ("chain", CHAIN_SEMANTICS), ("precision", PRECISIONS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        series = self._scaled_series(frame)
-        stride = max(1, self.window_ // 2)
-        starts = [window_starts(len(s.values), self.window_, stride) for s in series]
-        data = self._window_set(series, stride)
-        seed = self._sample_seed if self._seeded else int(np.random.SeedSequence().generate_state(1)[0])
-        generator = torch.Generator(device=self.device_).manual_seed(seed)
+        windows = ImputationWindows.cut(self._scaled_series(frame), self.window_, self.device_)
+        data = windows.data
+        generator = self._sampling_generator()
         chain = self.inference_chain()
         result = impute_windows(
-            self.model_, data, chain, n_samples=n_samples, sampler=self.sampler, eta=self.eta,
+            self.denoiser_, data, chain, n_samples=n_samples, sampler=self.sampler, eta=self.eta,
             generator=generator, batch_size=self.inference_batch_size, precision=self.precision,
             verbose=self.verbose, clip=self._clip_range(), limit=self._sample_limit(), antithetic=antithetic,
         )
         info = SamplingInfo(nfe=result.nfe, steps=len(chain), windows=len(data.values))
-        samples = result.samples.numpy().transpose(0, 1, 3, 2)  # (n, N, L, K)
+        modelled = windows.stitch(result.samples.numpy().transpose(0, 1, 3, 2), len(frame))  # (n, rows, K)
         cols = self._modelled()
-        modelled = np.empty((n_samples, len(frame), len(cols)), dtype=np.float64)
-        first = 0
-        for s, st in zip(series, starts, strict=True):
-            owner, offset = stitch_owner(len(s.values), st, self.window_)
-            modelled[:, s.rows, :] = samples[:, first + owner, offset, :]
-            first += len(st)
         # columns entirely missing at fit are not modelled: their gaps stay NaN
         out = np.full((n_samples, len(frame), self.n_features_in_), np.nan)
         out[..., cols] = modelled * self.scale_[cols] + self.mean_[cols]
@@ -764,30 +621,3 @@ class Imputer(StepSelectionMixin, OneToOneFeatureMixin, TransformerMixin, BaseEs
                 column[gaps] = filled[gaps, j]
                 out[col] = column
         return out
-
-    # ------------------------------------------------------------------ persistence
-    def save(self, path) -> None:
-        """Save configuration, scaler, weights and library version to one file (see :mod:`tsimpute.checkpoint`)."""
-        check_is_fitted(self, "model_")
-        checkpoint.save_imputer(self, path, asdict(self.model_.config))
-
-    @classmethod
-    def load(cls, path, device: str | None = None) -> Imputer:
-        """Load an imputer written by :meth:`save` (``torch.load(weights_only=True)``, never arbitrary pickle)."""
-        return checkpoint.load_imputer(cls, path, device)
-
-
-class _EpochWindows(WindowSet):
-    """Training windows, re-cut at a random offset for every epoch (cheap augmentation)."""
-
-    def __init__(self, imputer: Imputer, series: list[Series], rng: np.random.Generator):
-        self._imputer, self._series, self._rng = imputer, series, rng
-        self._stride = max(1, imputer.window_ // 4)
-        ws = imputer._window_set(series, self._stride)
-        super().__init__(ws.values, ws.observed)
-
-    def batches(self, batch_size, generator=None, shard=(0, 1)):
-        offset = int(self._rng.integers(self._stride))
-        ws = self._imputer._window_set(self._series, self._stride, offset)
-        self.values, self.observed = ws.values, ws.observed
-        return super().batches(batch_size, generator, shard)

@@ -13,19 +13,19 @@ import ctypes
 import math
 import sys
 from dataclasses import dataclass
-from itertools import pairwise
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .diffusion.conditioning import conditional_values, conditioning_of
-from .diffusion.parameterization import Parameterization, parameterization_of
+from .data import WindowSet
 from .diffusion.samplers import NFECounter, antithetic_noise, get_sampler
 from .diffusion.schedules import Chain
-from .models.cpu_kernels import thread_pool
-from .precision import PRECISIONS, resolve_precision  # noqa: F401  (re-exported)
-from .training import WindowSet
+from .precision import resolve_precision
+
+if TYPE_CHECKING:
+    from .denoisers import SeriesDenoiser
 
 DEFAULT_BATCH_SIZE = {"cpu": 16, "other": 512}  # window-samples per network call, when batch_size is None
 _ALLOCATOR_TUNED = False
@@ -33,6 +33,10 @@ _ALLOCATOR_TUNED = False
 
 def tune_cpu_allocator() -> bool:
     """Keep freed memory in the process between network calls (Linux/glibc; process-wide, applied once).
+
+    The library never calls this by itself: it changes the allocator of the whole process, which is the
+    application's choice. The ``tsimpute`` command line and the benchmarks call it; call it once at the start
+    of a program that samples on the CPU to get the same speed.
 
     Every diffusion step allocates and frees the same few-MB tensors. By default glibc returns such blocks
     to the kernel (``munmap``, heap trimming) and the next step faults them back in, page by page: measured
@@ -120,72 +124,9 @@ def inference_model(model: nn.Module, precision: str = "fp32") -> nn.Module:
     return copy.deepcopy(model).to(torch.bfloat16).eval()
 
 
-def parallel_forward(net: nn.Module, inp: torch.Tensor, t: torch.Tensor, side: list[torch.Tensor],
-                     threads: int) -> torch.Tensor:
-    """``net`` on ``inp (n_samples, B, K, L, 2)`` (samples of B windows) → ``(n_samples * B, K, L)``, the batch
-    split over ``threads`` workers with one torch thread each.
-
-    On CPU this beats one call with ``threads`` intra-op threads: each worker runs every operation of its
-    share of the batch back to back, with no fork/join per operation, and the fused kernels do not compete
-    with idle-spinning OpenMP threads (``benchmarks/results/throughput.md``). The batch is split by samples
-    where there are enough of them (the side information is shared), else by windows.
-    """
-    n, b = inp.shape[:2]
-    by_samples = n >= threads
-    threads = min(threads, n if by_samples else b)
-    if threads <= 1:
-        return net(inp.view(n * b, *inp.shape[2:]), t, side)
-    cuts = list(pairwise((n if by_samples else b) * i // threads for i in range(threads + 1)))
-    if by_samples:
-        parts = [(inp[i:j].reshape(-1, *inp.shape[2:]), side) for i, j in cuts]
-    else:
-        parts = [(inp[:, i:j].reshape(-1, *inp.shape[2:]), [s[i:j] for s in side]) for i, j in cuts]
-
-    def run(part):
-        with torch.no_grad():
-            return net(part[0], t, part[1])
-
-    outs = list(thread_pool(threads, single_threaded_torch=True).map(run, parts))
-    if by_samples:
-        return torch.cat(outs)
-    return torch.cat([o.view(n, -1, *o.shape[1:]) for o in outs], dim=1).view(n * b, *outs[0].shape[1:])
-
-
-class _WindowEps:
-    """``eps_fn(x_t, t)`` for one batch of windows: the conditional channel and the side info are fixed.
-
-    ``alpha_bar`` maps each kept step to the signal level of the chain's state there (needed by the
-    ``"residual"`` parameterization, which reads the state relative to the interpolation).
-    """
-
-    def __init__(self, net, values: torch.Tensor, cond: torch.Tensor, side: list[torch.Tensor], n_steps: int,
-                 threads: int = 1, conditioning: str = "observed", parameterization: Parameterization | None = None,
-                 alpha_bar: dict[int, float] | None = None):
-        self.net, self.side, self.cond, self.threads = net, side, cond, threads
-        self.cond_values = conditional_values(values, cond, conditioning)  # (B, K, L): channel 0 of every sample
-        self.free = 1 - cond
-        self.param = parameterization or Parameterization()
-        self.base = self.param.base(values, cond)
-        self.scale = self.param.scale(cond)
-        if self.base is not None and alpha_bar is None:
-            raise ValueError("the residual parameterization needs the signal level of every kept step")
-        self.alpha_bar = alpha_bar or {}
-        # step indices as tensors, made once: no host-to-device copy per call
-        self.steps = torch.arange(n_steps, device=values.device).view(n_steps, 1)
-
-    def __call__(self, x_t: torch.Tensor, t: int) -> torch.Tensor:
-        b, k, l = self.cond.shape
-        n = x_t.shape[0] // b
-        noisy, readout = self.param.precondition(x_t, self.base, self.alpha_bar.get(t), self.scale)
-        inp = torch.empty((n, b, k, l, 2), dtype=x_t.dtype, device=x_t.device)
-        inp[..., 0] = self.cond_values
-        torch.mul(noisy.view(n, b, k, l), self.free, out=inp[..., 1])
-        return readout(parallel_forward(self.net, inp, self.steps[t], self.side, self.threads))
-
-
 @torch.no_grad()
 def impute_windows(
-    model: nn.Module,
+    denoiser: SeriesDenoiser,
     data: WindowSet,
     chain: Chain,
     *,
@@ -196,12 +137,14 @@ def impute_windows(
     batch_size: int | None = None,
     precision: str = "fp32",
     verbose: bool = False,
-    tune_allocator: bool = True,
     clip: tuple[torch.Tensor | float, torch.Tensor | float] | None = None,
     limit: float | None = None,
     antithetic: bool = False,
 ) -> SamplingResult:
     """Draw ``n_samples`` imputations of every window of ``data`` with the reverse ``chain``.
+
+    ``denoiser`` is a :class:`~tsimpute.denoisers.SeriesDenoiser` (a network with its conditioning and
+    parameterization; ``SeriesDenoiser(net)`` reads a bare network as CSDI's noise prediction).
 
     ``batch_size`` bounds the number of window-samples per network call (``None``: 16 on CPU, where
     small calls stay in cache, 512 elsewhere; see ``benchmarks/results/throughput.md``): windows are taken
@@ -211,9 +154,9 @@ def impute_windows(
     ``precision="bf16"`` runs a bfloat16 copy of the network (fp32 sampler arithmetic and outputs);
     ``"auto"`` picks bf16 where the hardware computes it natively (:func:`resolve_precision`).
     On CPU, each network call is split over ``torch.get_num_threads()`` worker threads
-    (:func:`parallel_forward`; the results do not depend on it beyond float rounding), the network uses
-    the fused kernels of :mod:`tsimpute.models.cpu_kernels` where they are available, and
-    ``tune_allocator`` applies :func:`tune_cpu_allocator`. Results are returned on the CPU in float32.
+    (:func:`~tsimpute.denoisers.parallel_forward`; the results do not depend on it beyond float rounding) and
+    the network uses the fused kernels of :mod:`tsimpute.models.cpu_kernels` where they are available
+    (see also :func:`tune_cpu_allocator`). Results are returned on the CPU in float32.
 
     ``clip=(lo, hi)``: bounds of the predicted clean values at every step (bounds ``(K, 1)`` or scalars; see
     :func:`~tsimpute.diffusion.samplers.sample_ddpm`). Samples with a non-finite value, or with a value beyond
@@ -223,6 +166,7 @@ def impute_windows(
     the negated noise of another; :func:`~tsimpute.diffusion.samplers.antithetic_noise`): each sample keeps
     its distribution, and their median and quantiles vary less. Passes then hold an even number of samples.
     """
+    model = denoiser.net
     device = data.values.device
     if batch_size is None:
         batch_size = DEFAULT_BATCH_SIZE["cpu" if device.type == "cpu" else "other"]
@@ -237,8 +181,6 @@ def impute_windows(
         extra["clip"] = tuple(torch.as_tensor(c, dtype=torch.float32, device=device) for c in clip)
     settings = (f"sampler={sampler!r}, {len(chain)} steps, precision={resolve_precision(precision, device)!r}, "
                 f"clip={'on' if clip is not None else 'off'}")
-    if tune_allocator and device.type == "cpu":
-        tune_cpu_allocator()
     n_win = len(data)
     per_pass = min(n_samples, batch_size)
     if antithetic and per_pass > 1:
@@ -259,8 +201,7 @@ def impute_windows(
         values = data.values[w0 : w0 + win_per_batch]
         cond = data.observed[w0 : w0 + win_per_batch]
         side = [s.to(dtype) for s in model.encode_side(cond)]  # fp32 projection, cast once
-        counter = NFECounter(_WindowEps(net, values, cond, side, n_steps, threads, conditioning_of(model),
-                                        parameterization_of(model), alpha_bar))
+        counter = NFECounter(denoiser.window_eps(net, values, cond, side, n_steps, threads, alpha_bar))
         for s0 in range(0, n_samples, per_pass):
             s = min(per_pass, n_samples - s0)
             shape = (s * len(values), *values.shape[1:])

@@ -28,3 +28,10 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     except (AttributeError, RuntimeError):
         native = False
     return "bf16" if native else "fp32"
+
+
+def autocast(device: torch.device, precision: str):
+    """Autocast context for ``precision`` in {"fp32", "bf16", "auto"} (fp32 master weights either way; "auto":
+    see :func:`resolve_precision`)."""
+    precision = resolve_precision(precision, device)
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")

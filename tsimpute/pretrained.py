@@ -18,8 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
-from .frames import resolve_window
+from .data import resolve_window
+from .denoisers import SeriesDenoiser
+from .estimator import resolve_device
 from .models.csdi import CSDIConfig
 from .models.csdi_weights import config_from_csdi_state, load_csdi_denoiser
 
@@ -57,35 +60,6 @@ class CSDISettings:
     beta_end: float = 0.5
 
 
-def _parse_scalar(text: str):
-    text = text.split("#", 1)[0].strip().strip('"').strip("'")
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def _read_yaml_sections(text: str) -> dict:
-    """The two-level ``section: / key: value`` files CSDI writes (``config/base.yaml``); no YAML library needed."""
-    out: dict = {}
-    section = None
-    for line in text.splitlines():
-        stripped = line.split("#", 1)[0].rstrip()
-        if not stripped.strip():
-            continue
-        key, sep, value = stripped.strip().partition(":")
-        if not sep:
-            raise ValueError(f"cannot read line {line!r}: expected 'key: value'")
-        if line[0] not in " \t":
-            section = key
-            out[section] = {} if not value.strip() else _parse_scalar(value)
-        elif isinstance(out.get(section), dict):
-            out[section][key] = _parse_scalar(value)
-    return out
-
-
 def read_csdi_config(config: str | os.PathLike[str] | Mapping | None) -> CSDISettings:
     """Read a CSDI configuration: a dict, CSDI's ``config.json`` or a ``base.yaml``-style file (None: CSDI's defaults).
 
@@ -99,7 +73,12 @@ def read_csdi_config(config: str | os.PathLike[str] | Mapping | None) -> CSDISet
         if not path.is_file():
             raise FileNotFoundError(f"no CSDI configuration file at {str(path)!r}")
         text = path.read_text()
-        config = json.loads(text) if path.suffix == ".json" else _read_yaml_sections(text)
+        try:
+            config = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+            raise ValueError(f"cannot read the CSDI configuration {str(path)!r}: {exc}") from None
+        if not isinstance(config, Mapping):
+            raise ValueError(f"the CSDI configuration {str(path)!r} holds no sections")
     diff, model = config.get("diffusion", {}), config.get("model", {})
     if not isinstance(diff, Mapping) or not isinstance(model, Mapping):
         raise ValueError("a CSDI configuration needs 'diffusion' and 'model' sections")
@@ -182,8 +161,6 @@ def imputer_from_csdi(
 ):
     """Build a fitted ``cls`` (an :class:`~tsimpute.Imputer`) around CSDI weights; see :meth:`Imputer.from_csdi`."""
     from .datasets.physionet import PHYSIONET_VARIABLES
-    from .diffusion.schedules import NoiseSchedule
-    from .imputer import _resolve_device
 
     state, weights = read_csdi_state(path)
     shapes = config_from_csdi_state(state)  # also checks that this is CSDI's conditional model
@@ -234,15 +211,11 @@ def imputer_from_csdi(
         time_emb_dim=settings.time_emb_dim, feature_emb_dim=settings.feature_emb_dim,
     )
     model = load_csdi_denoiser(state, cfg)
-    imp.device_ = _resolve_device(imp.device)
-    imp.model_ = model.to(imp.device_)
-    imp.feature_names_in_ = np.asarray(feature_names, dtype=object)
-    imp.n_features_in_ = len(feature_names)
-    imp.mean_, imp.scale_ = mean, scale
-    imp.empty_features_ = np.asarray([], dtype=object)
-    imp.window_ = resolve_window(imp.window, 48)  # CSDI's PhysioNet windows are 48 hours
-    imp._schedule = NoiseSchedule(imp.n_steps, imp.schedule)
+    resolve_device(imp.device)
     imp._init_seeds()
+    # CSDI's network: noise prediction, observed values as conditioning; the training data's range is unknown
+    data = {"feature_names": feature_names, "window": resolve_window(imp.window, 48),  # 48-hour windows
+            "mean": mean, "scale": scale, "data_min": None, "data_max": None}
+    imp._set_fitted_state(data, SeriesDenoiser(model), imp._sample_seed, imp._seeded)
     imp.source_ = str(weights)
-    imp.steps_ = imp.inference_steps().numpy()
     return imp

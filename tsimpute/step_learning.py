@@ -10,27 +10,24 @@ Objectives
     batch is split into J groups, one mask each, so J masks cost one forward pass.
     ``imputation`` (ours): the reward is the ensemble CRPS of the k-step sampler on held-out observed
     entries of a small validation batch, with common random numbers across the J masks. The network is
-    then trained on the steps of the sampled masks with the ordinary loss. ``impute_fn`` samples the
-    held-out entries for another network family (default: the CSDI denoiser's
-    :func:`~tsimpute.inference.impute_windows`).
+    then trained on the steps of the sampled masks with the ordinary loss. The denoiser adapter
+    (:mod:`tsimpute.denoisers`) samples the held-out entries (``reward_samples``), whatever its network family.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
+from .data import WindowSet
 from .diffusion.schedules import NoiseSchedule
 from .diffusion.step_mask import StepMask, cubic_budget, effective_masks, loss_weight, sample_kept_timestep
 from .diffusion.targets import random_conditional_mask
 from .distributed import all_mean_tensor
-from .inference import impute_windows
-from .training import LossFn, WindowSet, autocast, denoising_loss
+from .precision import autocast
 
 MASK_OBJECTIVES = ("loss", "imputation")
 
@@ -68,8 +65,6 @@ class StepLearner:
     config: StepLearningConfig
     generator: torch.Generator
     reward_data: WindowSet | None = None
-    loss_fn: LossFn = denoising_loss
-    impute_fn: Callable[..., torch.Tensor] | None = None
     mask: StepMask = field(init=False)
     log: list[dict] = field(default_factory=list)
     _iteration: int = 0
@@ -112,22 +107,22 @@ class StepLearner:
             return self.schedule.masked_alphas_cumprod(masks)[group, t.cpu()]
         return self.schedule.alphas_cumprod[t.cpu()]
 
-    def loss_hook(self, model: nn.Module, batch: WindowSet, cond: torch.Tensor, epoch: int, progress: float):
+    def loss_hook(self, denoiser, batch: WindowSet, cond: torch.Tensor, epoch: int, progress: float):
         """Training loss of a batch under sampled masks; also takes the mask step (see module docstring)."""
         c = self.config
         n_masks = max(1, min(c.n_masks, len(batch)))  # a short last batch gets fewer masks
         masks = effective_masks(self.mask.sample(n_masks, self._mask_gen))
         group, t = self._group_steps(masks, len(batch), batch.values.device)
         weights = loss_weight(c.weight, self.schedule, masks[group], t.cpu()[:, None])[:, 0]
-        per_window = self.loss_fn(
-            model, batch, cond, t, self._signal_levels(masks, group, t), self.generator,
+        per_window = denoiser.loss(
+            batch, cond, t, self._signal_levels(masks, group, t), self.generator,
             weight=weights.to(batch.values.device), reduction="none",
         )
         if c.objective == "loss" and n_masks >= 2:
             rewards = torch.stack([per_window[group.to(per_window.device) == g].mean() for g in range(n_masks)])
             self._mask_step(rewards.detach().float().cpu(), masks, progress)
         elif c.objective == "imputation" and self._iteration % c.reward_every == 0:
-            self._imputation_round(model, progress)
+            self._imputation_round(denoiser, progress)
         self._iteration += 1
         return per_window.mean()
 
@@ -145,13 +140,14 @@ class StepLearner:
                          "scores_sum": float(self.mask.scores.sum())})
 
     @torch.no_grad()
-    def _imputation_round(self, model: nn.Module, progress: float) -> None:
+    def _imputation_round(self, denoiser, progress: float) -> None:
         c = self.config
         masks = effective_masks(self.mask.sample(c.n_masks, self._mask_gen))
         if bool((masks == masks[0]).all()):
             # identical draws: the leave-one-out estimator is exactly zero; only the projection acts
             self.mask.step(torch.zeros_like(self.mask.scores), self.lr(progress), self.budget(progress))
             return
+        model = denoiser.net
         was_training = model.training
         data = self.reward_data
         idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(self._iteration))[: c.reward_windows]
@@ -164,11 +160,7 @@ class StepLearner:
         for m in masks:
             chain = self.schedule.chain(torch.nonzero(m).flatten(), c.chain)
             gen = torch.Generator(batch.values.device).manual_seed(seed)  # common random numbers
-            if self.impute_fn is None:
-                samples = impute_windows(model, given, chain, n_samples=c.reward_samples, generator=gen,
-                                         precision=c.precision).samples
-            else:
-                samples = self.impute_fn(model, given, chain, c.reward_samples, gen)
+            samples = denoiser.reward_samples(given, chain, c.reward_samples, gen, c.precision)
             rewards.append(ensemble_crps(samples.to(batch.values.device), batch.values, target))
         model.train(was_training)
         self._mask_step(torch.tensor(rewards), masks, progress)
@@ -176,7 +168,7 @@ class StepLearner:
     # -------------------------------------------------------------- from a pretrained model
     def learn_on(
         self,
-        model: nn.Module,
+        denoiser,
         data: WindowSet,
         *,
         epochs: int,
@@ -185,11 +177,13 @@ class StepLearner:
         optimizer: torch.optim.Optimizer | None = None,
         verbose: bool = False,
     ) -> None:
-        """Run the mask loop over ``data`` for ``epochs`` epochs on a fitted model.
+        """Run the mask loop over ``data`` for ``epochs`` epochs on a fitted denoiser (an adapter of
+        :mod:`tsimpute.denoisers`).
 
         With ``optimizer=None`` the weights are frozen (no gradient is computed); otherwise they are
         fine-tuned by ``optimizer`` with the same loss.
         """
+        model = denoiser.net
         device = data.values.device
         n_batches = max(1, math.ceil(len(data) / batch_size))
         bar = tqdm(total=epochs * n_batches, desc="learn steps", unit="batch", disable=not verbose, leave=False)
@@ -198,7 +192,7 @@ class StepLearner:
             for it, batch in enumerate(data.batches(batch_size, self.generator)):
                 cond = target_strategy_fn(batch)
                 with torch.set_grad_enabled(optimizer is not None), autocast(device, self.config.precision):
-                    loss = self.loss_hook(model, batch, cond, epoch, epoch + it / n_batches)
+                    loss = self.loss_hook(denoiser, batch, cond, epoch, epoch + it / n_batches)
                 if optimizer is not None:
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()

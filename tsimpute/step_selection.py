@@ -3,8 +3,6 @@ imputers (all steps, uniform or quadratic spacing, or the learned step mask of M
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
 from .diffusion.schedules import Chain, quadratic_steps, uniform_steps
@@ -42,8 +40,7 @@ class StepSelectionMixin:
         return self._schedule.chain(self.inference_steps(), self.chain)
 
     def _step_learner(self, generator, reward_data, *, total_epochs, budget_epochs, warmup_epochs, k=None,
-                      loss_fn: Callable[..., torch.Tensor] | None = None,
-                      impute_fn: Callable[..., torch.Tensor] | None = None, **settings) -> StepLearner:
+                      **settings) -> StepLearner:
         """The mask learner for these settings; ``settings`` override :class:`StepLearningConfig` fields."""
         cfg = StepLearningConfig(
             target_steps=self.target_steps if k is None else k, total_epochs=total_epochs,
@@ -51,11 +48,4 @@ class StepSelectionMixin:
             weight=self.mask_weight, chain=self.chain, n_masks=self.n_masks, lr=self.mask_lr,
             precision=self.precision, **settings,
         )
-        extra = {k: v for k, v in (("loss_fn", loss_fn), ("impute_fn", impute_fn)) if v is not None}
-        return StepLearner(self._schedule, cfg, generator, reward_data=reward_data, **extra)
-
-    def _store_mask(self, learner: StepLearner) -> None:
-        self.learned_steps_ = learner.kept_steps().numpy()
-        self.step_scores_ = learner.mask.scores.detach().cpu().numpy().copy()
-        self.mask_binarity_ = learner.mask.binarity(learner.config.target_steps)
-        self.mask_log_ = learner.log
+        return StepLearner(self._schedule, cfg, generator, reward_data=reward_data)

@@ -1,7 +1,8 @@
-"""Training loop of the conditional denoiser: targets, noise, loss, validation and early stopping.
+"""Training loop of a denoiser: targets, noise levels, optimizer, weight average, validation, early stopping.
 
-Joins the model-agnostic diffusion core (schedules, target strategies, loss) with a denoiser that follows
-the CSDI contract ``model(x (N, K, L, 2), t, side)``, ``model.encode_side(cond_mask)``.
+Joins the model-agnostic diffusion core (schedules, target strategies) with a denoiser adapter
+(:mod:`tsimpute.denoisers`), whose ``loss`` turns a batch into the noise MSE; the loop knows nothing of the
+network family.
 """
 
 from __future__ import annotations
@@ -9,55 +10,20 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
-from .diffusion.conditioning import conditional_values, conditioning_of
-from .diffusion.losses import draw_training_steps, masked_eps_mse
-from .diffusion.parameterization import parameterization_of
-from .diffusion.schedules import NoiseSchedule, add_noise
+from .data import WindowSet
+from .diffusion.losses import draw_training_steps
+from .diffusion.schedules import NoiseSchedule
 from .diffusion.targets import conditional_mask
 from .distributed import all_mean, broadcast_from_zero, world
-from .precision import resolve_precision
-
-
-@dataclass
-class WindowSet:
-    """Windows in model units: ``values (N, K, L)`` (0 where unobserved) and ``observed (N, K, L)`` in {0, 1}."""
-
-    values: torch.Tensor
-    observed: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.values.shape[0])
-
-    def to(self, device: torch.device | str) -> WindowSet:
-        return WindowSet(self.values.to(device), self.observed.to(device))
-
-    def batches(self, batch_size: int, generator: torch.Generator | None = None,
-                shard: tuple[int, int] = (0, 1)) -> Iterator[WindowSet]:
-        """Minibatches; shuffled when a generator is given.
-
-        ``shard=(rank, world_size)``: this rank's share of the (shared) order, every ``world_size``-th window
-        from ``rank`` on, the order first padded by repeating it so that every rank gets as many windows
-        (and batches) as the others (as :class:`torch.utils.data.DistributedSampler` does).
-        """
-        n = len(self)
-        if generator is None:
-            order = torch.arange(n)
-        else:
-            order = torch.randperm(n, generator=generator, device=generator.device)
-        rank, size = shard
-        if size > 1 and n:
-            total = -(-n // size) * size
-            order = order.repeat(-(-total // n))[:total][rank::size]
-        for i in range(0, len(order), batch_size):
-            idx = order[i : i + batch_size].to(self.values.device)
-            yield WindowSet(self.values[idx], self.observed[idx])
+from .precision import autocast
 
 
 @dataclass
@@ -119,57 +85,6 @@ class TrainHistory:
     seconds: float = 0.0
 
 
-def autocast(device: torch.device, precision: str):
-    """Autocast context for ``precision`` in {"fp32", "bf16", "auto"} (fp32 master weights either way; "auto":
-    see :func:`tsimpute.precision.resolve_precision`)."""
-    precision = resolve_precision(precision, device)
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
-def model_input(values: torch.Tensor, cond_mask: torch.Tensor, noisy: torch.Tensor,
-                conditioning: str = "observed") -> torch.Tensor:
-    """The two input channels ``(c(x, M_cond), (1 - M_cond) * noisy)``, channels-last ``(N, K, L, 2)``.
-
-    ``c`` is ``M_cond * x`` for ``conditioning="observed"`` (CSDI) or the linear interpolation of the given
-    values for ``"interpolated"`` (see :mod:`tsimpute.diffusion.conditioning`); ``noisy`` is what the network
-    sees of the noisy state (``x_t``, or its preconditioned residual: see
-    :mod:`tsimpute.diffusion.parameterization`). ``noisy`` may hold several samples per window folded in
-    front: ``N = n_samples * B``.
-    """
-    b = values.shape[0]
-    n = noisy.shape[0] // b
-    cond = conditional_values(values, cond_mask, conditioning).expand(n, *values.shape).reshape(noisy.shape)
-    masked = ((1 - cond_mask) * noisy.view(n, *values.shape)).reshape(noisy.shape)
-    return torch.stack([cond, masked], dim=-1)
-
-
-def denoising_loss(
-    model: nn.Module,
-    batch: WindowSet,
-    cond_mask: torch.Tensor,
-    t: torch.Tensor,
-    alpha_bar: torch.Tensor,
-    generator: torch.Generator | None = None,
-    weight: torch.Tensor | None = None,
-    reduction: str = "mean",
-) -> torch.Tensor:
-    """Noise-prediction loss on the target entries ``observed - cond_mask`` of a batch at steps ``t``.
-
-    ``alpha_bar`` (B,) is the signal level used to noise each window: the schedule's ``alpha_bar[t]`` for
-    the full chain, or a masked chain's ``alpha_t(m)``. The network's output is read as noise through the
-    model's parameterization (:mod:`tsimpute.diffusion.parameterization`).
-    """
-    eps = torch.randn(batch.values.shape, generator=generator, device=batch.values.device)
-    x_t = add_noise(batch.values, eps, alpha_bar)
-    side = model.encode_side(cond_mask)
-    param = parameterization_of(model)
-    base = param.base(batch.values, cond_mask)
-    ab = alpha_bar.to(x_t.device).view(-1, *(1,) * (x_t.dim() - 1))
-    noisy, readout = param.precondition(x_t, base, ab, param.scale(cond_mask))
-    eps_pred = readout(model(model_input(batch.values, cond_mask, noisy, conditioning_of(model)), t, side))
-    return masked_eps_mse(eps_pred, eps, batch.observed - cond_mask, weight=weight, reduction=reduction)
-
-
 def draw_targets(
     batch: WindowSet, strategy: str, patterns: torch.Tensor | None, generator: torch.Generator | None
 ) -> torch.Tensor:
@@ -179,20 +94,20 @@ def draw_targets(
 
 @torch.no_grad()
 def validation_loss(
-    model: nn.Module,
+    denoiser,
     schedule: NoiseSchedule,
     data: WindowSet,
     config: TrainConfig,
     patterns: torch.Tensor | None,
     seed: int = 0,
     repeats: int = 2,
-    loss_fn: LossFn | None = None,
     targets_fn: TargetsFn | None = None,
 ) -> float:
     """Mean denoising loss on validation windows with fixed targets, steps and noise.
 
     The same draws every epoch make the losses comparable across epochs.
     """
+    model = denoiser.net
     was_training = model.training
     model.eval()
     device = data.values.device
@@ -207,7 +122,7 @@ def validation_loss(
                 cond = targets_fn(batch, gen)
             t = torch.randint(schedule.n_steps, (len(batch),), generator=gen, device=device)
             with autocast(device, config.precision):
-                loss = (loss_fn or denoising_loss)(model, batch, cond, t, ac[t], gen)
+                loss = denoiser.loss(batch, cond, t, ac[t], gen)
             n = float((batch.observed - cond).sum())
             total += float(loss) * n
             count += n
@@ -215,55 +130,55 @@ def validation_loss(
     return total / max(count, 1.0)
 
 
-StepHook = Callable[[nn.Module, WindowSet, torch.Tensor, int, float], torch.Tensor]
-ScoreFn = Callable[[nn.Module], float]
-#: ``loss_fn(model, batch, cond_mask, t, alpha_bar, generator, weight=None, reduction="mean")``, as
-#: :func:`denoising_loss` (the CSDI denoiser's); another network family brings its own.
-LossFn = Callable[..., torch.Tensor]
+#: ``loss_hook(denoiser, batch, cond_mask, epoch, progress) -> loss``: replaces the default batch loss.
+StepHook = Callable[..., torch.Tensor]
+#: ``score_fn(denoiser) -> float`` (lower is better): chooses the checkpoint.
+ScoreFn = Callable[..., float]
 #: ``targets_fn(batch, generator) -> cond_mask``: which observed entries a training batch is given.
 TargetsFn = Callable[[WindowSet, torch.Generator | None], torch.Tensor]
 
 
-class _WeightAverage:
-    """Exponential moving average of a model's weights (buffers copied), with the usual short-run warm-up
-    ``decay_n = min(decay, (1 + n) / (10 + n))``."""
+def _ema_with_warmup(decay: float):
+    """``multi_avg_fn`` of :class:`~torch.optim.swa_utils.AveragedModel`: an exponential moving average with the
+    usual short-run warm-up ``decay_n = min(decay, (1 + n) / (10 + n))`` at the n-th update."""
 
-    def __init__(self, model: nn.Module, decay: float):
-        self.decay = decay
-        self.model = copy.deepcopy(model).eval()
-        self.updates = 0
-        for p in self.model.parameters():
-            p.requires_grad_(False)
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+        n = int(n_averaged)
+        d = min(decay, (1 + n) / (10 + n))
+        torch._foreach_lerp_(averaged, current, 1.0 - d)
 
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for avg, p in zip(self.model.parameters(), model.parameters(), strict=True):
-            avg.lerp_(p.detach(), 1.0 - d)
-        for avg, b in zip(self.model.buffers(), model.buffers(), strict=True):
-            avg.copy_(b)
+    return update
+
+
+def _weight_average(model: nn.Module, decay: float) -> AveragedModel:
+    """The weight average of ``model``: its initial weights count as the first average; buffers follow the model."""
+    average = AveragedModel(model, multi_avg_fn=_ema_with_warmup(decay), use_buffers=False).eval()
+    average.n_averaged.fill_(1)
+    for p in average.parameters():
+        p.requires_grad_(False)
+    return average
 
 
 class _BatchLoss(nn.Module):
     """The training loss of one batch as a module, so that DistributedDataParallel can wrap all of it (the
     side information, the network and any loss hook run inside its ``forward``)."""
 
-    def __init__(self, model: nn.Module, schedule: NoiseSchedule, noise_levels: str, loss_hook: StepHook | None,
-                 loss_fn: LossFn, device: torch.device):
+    def __init__(self, denoiser, schedule: NoiseSchedule, noise_levels: str, loss_hook: StepHook | None,
+                 device: torch.device):
         super().__init__()
-        self.model = model
+        self.model = denoiser.net  # registered, so that DistributedDataParallel sees its parameters
+        self.denoiser = denoiser
         self.n_steps, self.noise_levels = schedule.n_steps, noise_levels
-        self.loss_hook, self.loss_fn = loss_hook, loss_fn
+        self.loss_hook = loss_hook
         self.alphas_cumprod = schedule.alphas_cumprod.to(device)  # a plain attribute: no buffer to synchronise
 
     def forward(self, batch: WindowSet, cond: torch.Tensor, progress: float,
                 generator: torch.Generator) -> torch.Tensor:
         if self.loss_hook is not None:
-            return self.loss_hook(self.model, batch, cond, int(progress), progress)
+            return self.loss_hook(self.denoiser, batch, cond, int(progress), progress)
         device = batch.values.device
         t = draw_training_steps(self.n_steps, len(batch), self.noise_levels, generator, device)
-        return self.loss_fn(self.model, batch, cond, t, self.alphas_cumprod[t], generator)
+        return self.denoiser.loss(batch, cond, t, self.alphas_cumprod[t], generator)
 
 
 def _data_parallel(module: nn.Module, device: torch.device) -> nn.Module:
@@ -292,7 +207,7 @@ def _lr_factor(config: TrainConfig, progress: float) -> float:
 
 
 def train_denoiser(
-    model: nn.Module,
+    denoiser,
     schedule: NoiseSchedule,
     train: WindowSet,
     valid: WindowSet | None,
@@ -300,25 +215,25 @@ def train_denoiser(
     generator: torch.Generator,
     loss_hook: StepHook | None = None,
     score_fn: ScoreFn | None = None,
-    loss_fn: LossFn | None = None,
     targets_fn: TargetsFn | None = None,
 ) -> TrainHistory:
-    """Fit ``model`` with Adam; keep the weights of the best evaluation.
+    """Fit the network of ``denoiser`` (an adapter of :mod:`tsimpute.denoisers`) with Adam; keep the weights
+    of the best evaluation.
 
     Parameters
     ----------
     loss_hook : callable, optional
-        ``loss_hook(model, batch, cond_mask, epoch, progress)`` returns the training loss of a batch in
-        place of the default (a uniformly drawn step on the full chain); used by joint step-mask training.
-        ``progress`` is the fractional epoch ``epoch + iteration / iterations_per_epoch``.
+        ``loss_hook(denoiser, batch, cond_mask, epoch, progress)`` returns the training loss of a batch in
+        place of the default (``denoiser.loss`` at a step drawn on the full chain); used by joint step-mask
+        training. ``progress`` is the fractional epoch ``epoch + iteration / iterations_per_epoch``.
     score_fn : callable, optional
-        ``score_fn(model) -> float`` (lower is better), e.g. a held-out imputation error
+        ``score_fn(denoiser) -> float`` (lower is better), e.g. a held-out imputation error
         (:class:`tsimpute.holdout.HoldoutScore`); chooses the checkpoint in place of the validation
         denoising loss (or, without validation data, the training loss). The weights before the first
         step are scored too (step 0 of the history), and kept if no later evaluation beats them.
-    loss_fn, targets_fn : callable, optional
-        The batch loss (default :func:`denoising_loss`, the CSDI denoiser's) and the draw of the given
-        entries of a batch (default: ``config.target_strategy``), for other network families (images).
+    targets_fn : callable, optional
+        The draw of the given entries of a batch (default: ``config.target_strategy``), for other network
+        families (images).
 
     Checkpoint selection and early stopping start at ``config.select_from_epoch`` (joint step-mask training
     sets it to the epoch where the step budget reaches its final value). See :class:`TrainConfig` for the
@@ -335,9 +250,9 @@ def train_denoiser(
     if config.lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {config.lr_schedule!r}")
     device = train.values.device
+    model = denoiser.net
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     patterns = train.observed if config.target_strategy in ("hist", "mix") and targets_fn is None else None
-    loss_fn = loss_fn or denoising_loss
     if targets_fn is None:
         def targets_fn(batch: WindowSet, gen: torch.Generator | None) -> torch.Tensor:
             return draw_targets(batch, config.target_strategy, patterns, gen)
@@ -346,14 +261,14 @@ def train_denoiser(
     if world_size > 1:
         seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
         draws = torch.Generator(device=generator.device).manual_seed(seed + 1 + rank)
-    batch_loss = _data_parallel(_BatchLoss(model, schedule, config.noise_levels, loss_hook, loss_fn, device), device)
+    batch_loss = _data_parallel(_BatchLoss(denoiser, schedule, config.noise_levels, loss_hook, device), device)
     history = TrainHistory()
     best_state = None
     n_batches = max(1, math.ceil(math.ceil(len(train) / world_size) / config.batch_size))
     planned = config.max_steps
     if config.epochs is not None:
         planned = min(planned or math.inf, config.epochs * n_batches)
-    average = _WeightAverage(model, config.ema_decay) if config.ema_decay else None
+    average = _weight_average(model, config.ema_decay) if config.ema_decay else None
     bar = tqdm(total=planned if planned != math.inf else None, desc="fit", unit="step",
                disable=not config.verbose or rank > 0, leave=False)
     start = time.perf_counter()
@@ -373,11 +288,11 @@ def train_denoiser(
     def evaluate(epoch_loss: float) -> bool:
         """Score the current (averaged) weights, keep them if best; True when early stopping says stop."""
         nonlocal best_state, evals_since_best
-        net = average.model if average is not None else model
+        net = average.module if average is not None else model
         if score_fn is not None:
-            score = broadcast_from_zero(score_fn(net))
+            score = broadcast_from_zero(score_fn(denoiser.with_net(net)))
         elif valid is not None and len(valid):
-            score = broadcast_from_zero(validation_loss(net, schedule, valid, config, patterns, loss_fn=loss_fn,
+            score = broadcast_from_zero(validation_loss(denoiser.with_net(net), schedule, valid, config, patterns,
                                                         targets_fn=targets_fn))
         else:
             score = epoch_loss
@@ -417,7 +332,7 @@ def train_denoiser(
             loss.backward()
             opt.step()
             if average is not None:
-                average.update(model)
+                average.update_parameters(model)
             running += loss.item()
             seen += 1
             step += 1
@@ -449,6 +364,6 @@ def train_denoiser(
     if best_state is not None:
         model.load_state_dict(best_state)
     elif average is not None:
-        model.load_state_dict(average.model.state_dict())
+        model.load_state_dict(average.module.state_dict())
     model.eval()
     return history

@@ -1,6 +1,6 @@
 """Input checks of the :class:`~tsimpute.imputer.Imputer`, through scikit-learn's validation helpers.
 
-A pandas DataFrame (wide or panel, see :mod:`tsimpute.frames`) keeps its index and columns: at fit its
+A pandas DataFrame (wide or panel, see :mod:`tsimpute.data`) keeps its index and columns: at fit its
 column names become ``feature_names_in_`` and later frames are matched to them by name (a reordered frame
 is accepted). Anything else is an array-like read by :func:`sklearn.utils.validation.validate_data`: lists,
 numpy arrays and objects with ``__array__`` are converted to a 2-D float64 array (NaN allowed, infinity
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import validate_data
 
-from .frames import check_frame
+from .data import check_frame
 
 
 def validated_frame(estimator, X, *, reset: bool) -> tuple[pd.DataFrame, bool]:

@@ -69,8 +69,3 @@ def conditional_values(values: torch.Tensor, cond_mask: torch.Tensor, conditioni
     if conditioning == "interpolated":
         return interpolate_given(values * cond_mask, cond_mask)
     raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
-
-
-def conditioning_of(model: torch.nn.Module) -> str:
-    """The conditioning a denoiser was built for (its ``config.conditioning``; ``"observed"`` if it has none)."""
-    return getattr(getattr(model, "config", None), "conditioning", "observed")

@@ -128,16 +128,6 @@ def gap_bins(cond_mask: torch.Tensor) -> torch.Tensor:
     return torch.bucketize(gap_distance(cond_mask), edges)
 
 
-def parameterization_of(model: torch.nn.Module) -> Parameterization:
-    """The parameterization a denoiser was built for (its ``config``; ``"epsilon"`` if it has none)."""
-    cfg = getattr(model, "config", None)
-    table = getattr(cfg, "sigma_table", None)
-    guess = getattr(cfg, "first_guess", None)
-    return Parameterization(getattr(cfg, "parameterization", "epsilon"), float(getattr(cfg, "sigma_data", 1.0)),
-                            None if table is None else tuple(tuple(float(v) for v in row) for row in table),
-                            None if guess is None else FirstGuess.from_dict(guess))
-
-
 @torch.no_grad()
 def interpolation_error_scale(values: torch.Tensor, observed: torch.Tensor, cond_mask: torch.Tensor,
                               floor: float = 1e-2, guess: FirstGuess | None = None) -> float:

@@ -23,7 +23,8 @@ _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 
 @dataclass
 class CSDIConfig:
-    """Architecture of :class:`CSDIDenoiser`; defaults are CSDI's."""
+    """Architecture of :class:`CSDIDenoiser`; defaults are CSDI's. What the inputs and output mean (conditioning,
+    parameterization) belongs to the denoiser adapter, :class:`tsimpute.denoisers.SeriesDenoiser`."""
 
     n_features: int
     n_steps: int = 50
@@ -35,12 +36,7 @@ class CSDIConfig:
     time_emb_dim: int = 128
     feature_emb_dim: int = 16
     dropout: float = 0.1
-    conditioning: str = "observed"  # the conditional input channel, see tsimpute.diffusion.conditioning
-    parameterization: str = "epsilon"  # what the output means, see tsimpute.diffusion.parameterization
-    sigma_data: float = 1.0  # scale of the residuals, for the "residual" parameterization
-    sigma_table: list | None = None  # residual scale per feature and gap distance (overrides sigma_data)
     time_kernel: int = 0  # width of a convolution along time in every block (0: none, as CSDI)
-    first_guess: dict | None = None  # fitted first guess of the "residual" parameterization (None: interpolation)
 
     @property
     def side_dim(self) -> int:

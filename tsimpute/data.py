@@ -1,4 +1,5 @@
-"""From pandas frames to windows and back: input checks, per-feature scaling, windowing and stitching.
+"""From pandas frames to windows and back: frame checks, per-feature scaling, validation split, windowing
+(re-cut at a random offset every epoch for training) and stitching the windows' samples back into rows.
 
 Two frame layouts are accepted:
 
@@ -19,10 +20,12 @@ when every series is shorter.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 
 
 @dataclass(frozen=True)
@@ -179,3 +182,156 @@ def stitch_owner(n_rows: int, starts: np.ndarray, window: int) -> tuple[np.ndarr
     # the nearest centre always belongs to a window that contains the row (windows cover every row)
     owner = np.where(np.abs(rows - centres[left]) <= np.abs(rows - centres[right]), left, right)
     return owner, rows - starts[owner]
+
+
+# ---------------------------------------------------------------------------------------------- windows
+
+
+@dataclass
+class WindowSet:
+    """Windows in model units: ``values (N, K, L)`` (0 where unobserved) and ``observed (N, K, L)`` in {0, 1}.
+
+    The image backend uses the same container for images ``(N, C, H, W)``.
+    """
+
+    values: torch.Tensor
+    observed: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+    def to(self, device: torch.device | str) -> WindowSet:
+        return WindowSet(self.values.to(device), self.observed.to(device))
+
+    def batches(self, batch_size: int, generator: torch.Generator | None = None,
+                shard: tuple[int, int] = (0, 1)) -> Iterator[WindowSet]:
+        """Minibatches; shuffled when a generator is given.
+
+        ``shard=(rank, world_size)``: this rank's share of the (shared) order, every ``world_size``-th window
+        from ``rank`` on, the order first padded by repeating it so that every rank gets as many windows
+        (and batches) as the others (as :class:`torch.utils.data.DistributedSampler` does).
+        """
+        n = len(self)
+        if generator is None:
+            order = torch.arange(n)
+        else:
+            order = torch.randperm(n, generator=generator, device=generator.device)
+        rank, size = shard
+        if size > 1 and n:
+            total = -(-n // size) * size
+            order = order.repeat(-(-total // n))[:total][rank::size]
+        for i in range(0, len(order), batch_size):
+            idx = order[i : i + batch_size].to(self.values.device)
+            yield WindowSet(self.values[idx], self.observed[idx])
+
+
+def fit_scaler(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and spread of the observed values; NaN for columns with no observed value (warned)."""
+    values = frame.to_numpy(dtype=np.float64)
+    empty = np.isnan(values).all(axis=0)
+    if empty.all():
+        raise ValueError("every column of X is entirely missing; there is nothing to learn from")
+    mean = np.full(values.shape[1], np.nan)
+    std = np.full(values.shape[1], np.nan)
+    scaler = Scaler.fit(values[:, ~empty])
+    mean[~empty], std[~empty] = scaler.mean, scaler.std
+    if empty.any():
+        names = [c for c, e in zip(frame.columns, empty, strict=True) if e]
+        warnings.warn(
+            f"columns {names} are entirely missing in X: they cannot be learned and are left out of the model; "
+            "their gaps stay NaN in the output (values observed in them later are returned unchanged)",
+            UserWarning,
+            stacklevel=4,
+        )
+    return mean, std
+
+
+def modelled_columns(mean: np.ndarray) -> np.ndarray:
+    """Column positions a model covers: every fitted column but those entirely missing at fit (NaN mean)."""
+    return np.flatnonzero(~np.isnan(mean))
+
+
+def scaled_series(frame: pd.DataFrame, mean: np.ndarray, scale: np.ndarray) -> list[Series]:
+    """The series of ``frame``, standardised with ``mean``/``scale``, restricted to the modelled columns."""
+    cols = modelled_columns(mean)
+    scaler = Scaler(mean[cols], scale[cols])
+    return [Series(s.rows, scaler.transform(s.values[:, cols])) for s in split_series(frame)]
+
+
+def split_validation(series: list[Series], fraction: float, window: int, rng: np.random.Generator,
+                     panel: bool) -> tuple[list[Series], list[Series]]:
+    """Training and validation series: whole series for panels of 10 or more series, else the last
+    ``fraction`` of each series long enough to give both parts a full ``window``."""
+    if fraction == 0:
+        return series, []
+    if panel and len(series) >= 10:
+        n_valid = max(1, int(round(fraction * len(series))))
+        order = rng.permutation(len(series))
+        valid_idx = set(order[:n_valid].tolist())
+        return ([s for i, s in enumerate(series) if i not in valid_idx],
+                [s for i, s in enumerate(series) if i in valid_idx])
+    train, valid = [], []
+    for s in series:
+        n = len(s.values)
+        n_valid = int(np.ceil(fraction * n))
+        if n - n_valid >= window and n_valid >= window:
+            train.append(Series(s.rows[: n - n_valid], s.values[: n - n_valid]))
+            valid.append(Series(s.rows[n - n_valid :], s.values[n - n_valid :]))
+        else:
+            train.append(s)
+    return train, valid
+
+
+def window_set(series: list[Series], window: int, stride: int, offset: int = 0,
+               device: torch.device | str = "cpu") -> WindowSet:
+    """Every series cut into windows of ``window`` rows every ``stride`` rows (from ``offset``), as tensors."""
+    windows = np.concatenate(
+        [extract_windows(s.values, window_starts(len(s.values), window, stride, offset), window) for s in series]
+    )
+    observed = ~np.isnan(windows)
+    values = np.where(observed, windows, 0.0).astype(np.float32)
+    return WindowSet(torch.from_numpy(values).to(device), torch.from_numpy(observed.astype(np.float32)).to(device))
+
+
+class EpochWindows(WindowSet):
+    """Training windows every ``window // 4`` rows, re-cut at a random offset for every epoch (cheap
+    augmentation); ``rng`` draws the offsets."""
+
+    def __init__(self, series: list[Series], window: int, rng: np.random.Generator,
+                 device: torch.device | str = "cpu"):
+        self._series, self._window, self._rng, self._device = series, window, rng, device
+        self._stride = max(1, window // 4)
+        ws = window_set(series, window, self._stride, device=device)
+        super().__init__(ws.values, ws.observed)
+
+    def batches(self, batch_size, generator=None, shard=(0, 1)):
+        offset = int(self._rng.integers(self._stride))
+        ws = window_set(self._series, self._window, self._stride, offset, self._device)
+        self.values, self.observed = ws.values, ws.observed
+        return super().batches(batch_size, generator, shard)
+
+
+@dataclass(frozen=True)
+class ImputationWindows:
+    """The windows that imputation samples (every ``window // 2`` rows) and how to stitch them back into rows."""
+
+    data: WindowSet
+    series: list[Series]
+    starts: list[np.ndarray]
+    window: int
+
+    @classmethod
+    def cut(cls, series: list[Series], window: int, device: torch.device | str = "cpu") -> ImputationWindows:
+        stride = max(1, window // 2)
+        starts = [window_starts(len(s.values), window, stride) for s in series]
+        return cls(window_set(series, window, stride, device=device), series, starts, window)
+
+    def stitch(self, samples: np.ndarray, n_rows: int) -> np.ndarray:
+        """Samples ``(n, N, L, K)`` of the windows as ``(n, n_rows, K)`` rows of the frame (nearest centre)."""
+        out = np.empty((samples.shape[0], n_rows, samples.shape[-1]), dtype=np.float64)
+        first = 0
+        for s, st in zip(self.series, self.starts, strict=True):
+            owner, offset = stitch_owner(len(s.values), st, self.window)
+            out[:, s.rows, :] = samples[:, first + owner, offset, :]
+            first += len(st)
+        return out

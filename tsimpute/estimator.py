@@ -1,0 +1,336 @@
+"""The estimator core shared by :class:`~tsimpute.Imputer` and :class:`~tsimpute.image_imputer.ImageImputer`.
+
+:class:`DiffusionEstimator` owns what does not depend on the data's shape: the parameters and their
+constraints (scikit-learn's ``_parameter_constraints``), the device and the seeds, the fit skeleton (data,
+denoiser adapter, training, joint step-mask learning, checkpoint choice), :meth:`~DiffusionEstimator.learn_steps`,
+the fitted state (set in one place, :meth:`~DiffusionEstimator._set_fitted_state`, by ``fit``, ``load`` and
+``Imputer.from_csdi``) and one-file checkpoints. A subclass brings its input and output (frames and windows,
+or images), its network and its adapter (:mod:`tsimpute.denoisers`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+from dataclasses import dataclass
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions, make_constraint
+from sklearn.utils.validation import check_is_fitted
+
+from . import checkpoint
+from .data import WindowSet
+from .diffusion.samplers import SAMPLERS
+from .diffusion.schedules import CHAIN_SEMANTICS, SCHEDULES, NoiseSchedule
+from .diffusion.step_mask import LOSS_WEIGHTS
+from .precision import PRECISIONS
+from .step_learning import MASK_OBJECTIVES
+from .step_selection import STEP_SELECTIONS, StepSelectionMixin
+from .training import TrainConfig, train_denoiser
+
+__all__ = ["DiffusionEstimator", "fresh_seed", "resolve_device", "seeded_torch"]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` as a :class:`torch.device`."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available")
+    return dev
+
+
+@contextlib.contextmanager
+def seeded_torch(seed: int, device: torch.device):
+    """Seed torch's global RNG (weight init, dropout) inside, and restore the caller's RNG state after."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def fresh_seed() -> int:
+    """A seed from the operating system's entropy (for estimators without a ``random_state``)."""
+    return int(np.random.SeedSequence().generate_state(1)[0])
+
+
+@dataclass
+class FitData:
+    """What a subclass hands to the fit skeleton: the training and validation windows (or images), the
+    data-dependent fitted state, and the fit's numpy generator (already used for the split)."""
+
+    train: WindowSet
+    valid: WindowSet | None
+    state: dict
+    rng: np.random.Generator
+
+
+class DiffusionEstimator(StepSelectionMixin, BaseEstimator):
+    """Base of the diffusion imputers: parameters, seeds, device, fit skeleton, step masks, fitted state, files.
+
+    Subclasses define ``_checkpoint_format`` / ``_checkpoint_version`` and implement ``_fit_input``, ``_fit_data``,
+    ``_build_denoiser``, ``_set_data_state``, ``_data_state``, ``_network``, ``_denoiser_from_settings`` and
+    ``_step_learning_data``; they may override ``_noise_schedule``, ``_train_config``, ``_checkpoint_score``,
+    ``_targets_fn``, ``_learning_targets`` and ``_mask_settings``.
+    """
+
+    _parameter_constraints: dict = {
+        "n_steps": [Interval(Integral, 1, None, closed="left")],
+        "schedule": [StrOptions(set(SCHEDULES))],
+        "step_selection": [StrOptions(set(STEP_SELECTIONS))],
+        "sampler": [StrOptions(set(SAMPLERS))],
+        "eta": [Interval(Real, 0, 1, closed="both")],
+        "chain": [StrOptions(set(CHAIN_SEMANTICS))],
+        "mask_objective": [StrOptions(set(MASK_OBJECTIVES))],
+        "mask_weight": [StrOptions(set(LOSS_WEIGHTS))],
+        "mask_lr": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "ema_decay": [Interval(Real, 0, 1, closed="neither"), None],
+        "n_samples": [Interval(Integral, 1, None, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "precision": [StrOptions(set(PRECISIONS))],
+    }
+    #: messages for parameters whose constraints read better in words
+    _parameter_descriptions: dict = {}
+    _checkpoint_format: str = ""
+    _checkpoint_version: int = 0
+
+    # ------------------------------------------------------------------ parameters
+    def _check_params(self) -> None:
+        """Check every parameter against ``_parameter_constraints``, then their relations; ValueError naming it."""
+        params = self.get_params(deep=False)
+        for name, constraints in self._parameter_constraints.items():
+            value = params[name]
+            made = [make_constraint(c) for c in constraints]
+            ok = any(c.is_satisfied_by(value) for c in made)
+            if isinstance(value, bool | np.bool_) and not any(c == "boolean" for c in constraints):
+                ok = False  # True is an Integral, never a count or a rate here
+            if not ok:
+                described = self._parameter_descriptions.get(name) or " or ".join(str(c) for c in made)
+                raise ValueError(f"{name} must be {described}, got {value!r}")
+        self._check_param_relations()
+        resolve_device(self.device)
+
+    def _check_param_relations(self) -> None:
+        """Checks that involve several parameters (subclasses extend)."""
+        if self.n_masks > self.batch_size and (self.step_selection == "learned" or self._always_learns_masks()):
+            raise ValueError(f"n_masks ({self.n_masks}) cannot exceed batch_size ({self.batch_size})")
+
+    def _always_learns_masks(self) -> bool:
+        return False
+
+    @staticmethod
+    def _check_int(name: str, value, minimum: int = 1) -> None:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # PyTorch does not promise bit-identical CUDA results without deterministic algorithms, which tsimpute
+        # leaves off, so a seeded fit may differ between runs there; on CPU the same seed gives the same output
+        with contextlib.suppress(ValueError):  # an invalid device is reported by fit
+            tags.non_deterministic = resolve_device(self.device).type == "cuda"
+        return tags
+
+    # ------------------------------------------------------------------ seeds
+    def _init_seeds(self) -> int:
+        """Draw the fit and sampling seeds from ``random_state``; returns the fit seed."""
+        rs = check_random_state(self.random_state)
+        fit_seed, self._sample_seed = (int(v) for v in rs.randint(0, 2**31 - 1, size=2))
+        self._seeded = self.random_state is not None
+        return fit_seed
+
+    def _sampling_seed(self) -> int:
+        """The seed of a sampling call: the fitted one when ``random_state`` was set, else a fresh one."""
+        return self._sample_seed if self._seeded else fresh_seed()
+
+    def _sampling_generator(self, seed: int | None = None) -> torch.Generator:
+        return torch.Generator(device=self.device_).manual_seed(self._sampling_seed() if seed is None else seed)
+
+    # ------------------------------------------------------------------ fit skeleton
+    def fit(self, X, y=None):
+        """Train the denoiser (and, with ``step_selection="learned"``, the step mask) on ``X``; returns ``self``."""
+        self._check_params()
+        inputs = self._fit_input(X)
+        fit_seed = self._init_seeds()
+        self.device_ = resolve_device(self.device)
+        data = self._fit_data(inputs, np.random.default_rng(fit_seed))
+        self._set_data_state(data.state)
+        self._schedule = self._noise_schedule()
+        with seeded_torch(fit_seed, self.device_):
+            generator = torch.Generator(device=self.device_).manual_seed(fit_seed)
+            train = self._epoch_data(data)
+            denoiser = self._build_denoiser(train, fit_seed)
+            train_cfg = self._train_config(len(train))
+            hook = learner = None
+            if self.step_selection == "learned":
+                epochs = self._planned_epochs(len(train))
+                reward = data.valid if data.valid is not None else train
+                learner = self._step_learner(generator, reward, total_epochs=epochs, budget_epochs=0.7 * epochs,
+                                             warmup_epochs=0.1 * epochs, **self._mask_settings(during_fit=True))
+                hook = learner.loss_hook
+                train_cfg.select_from_epoch = max(0, min(math.ceil(epochs) - 1, math.ceil(0.7 * epochs)))
+            scorer = self._checkpoint_score(data.valid if data.valid is not None else train, fit_seed)
+            self.history_ = train_denoiser(denoiser, self._schedule, train, data.valid, train_cfg, generator, hook,
+                                           score_fn=scorer, targets_fn=self._targets_fn())
+        mask = self._mask_state(learner) if learner is not None else {}
+        self._set_fitted_state(data.state, denoiser, self._sample_seed, self._seeded, **mask)
+        if learner is not None:
+            self.mask_binarity_ = learner.mask.binarity(learner.config.target_steps)
+            self.mask_log_ = learner.log
+        return self
+
+    def _fit_input(self, X):
+        """``X`` checked, before anything is drawn from ``random_state`` (subclasses implement)."""
+        raise NotImplementedError
+
+    def _epoch_data(self, data: FitData) -> WindowSet:
+        """The training windows the loop iterates over (e.g. re-cut every epoch); default: as prepared."""
+        return data.train
+
+    def _noise_schedule(self) -> NoiseSchedule:
+        return NoiseSchedule(self.n_steps, self.schedule)
+
+    def _planned_epochs(self, n_windows: int) -> float:
+        """Training length in (fractional) epochs, as far as it is known before training."""
+        n_batches = max(1, int(np.ceil(n_windows / self.batch_size)))
+        planned = getattr(self, "epochs", None)
+        epochs = float(planned) if planned is not None else np.inf
+        if self.max_steps is not None:
+            epochs = min(epochs, self.max_steps / n_batches)
+        return epochs if np.isfinite(epochs) else 100.0
+
+    def _train_config(self, n_windows: int) -> TrainConfig:
+        raise NotImplementedError
+
+    def _checkpoint_score(self, data: WindowSet, seed: int):
+        """``score_fn(denoiser)`` choosing the kept weights, or None (the validation denoising loss)."""
+        return None
+
+    def _targets_fn(self):
+        """How a training batch's given entries are drawn, or None (the ``target_strategy`` of the recipe)."""
+        return None
+
+    def _mask_settings(self, during_fit: bool) -> dict:
+        """Extra :class:`~tsimpute.step_learning.StepLearningConfig` settings of the step mask's loop."""
+        return {}
+
+    # ------------------------------------------------------------------ fitted state
+    def _set_fitted_state(self, data_state: dict, denoiser, sample_seed: int, seeded: bool, *,
+                          learned_steps=None, step_scores=None) -> None:
+        """Set every fitted attribute: the data's (``_set_data_state``), the denoiser and its network, the
+        noise schedule, the sampling seed, the learned step mask and the steps that sampling uses."""
+        self.device_ = resolve_device(self.device)
+        self._set_data_state(data_state)
+        denoiser.net.to(self.device_).eval()
+        self.denoiser_ = denoiser
+        self.model_ = denoiser.net
+        self._schedule = self._noise_schedule()
+        self._sample_seed, self._seeded = int(sample_seed), bool(seeded)
+        self._set_step_mask(learned_steps, step_scores)
+
+    def _set_step_mask(self, learned_steps=None, step_scores=None) -> None:
+        """The learned step mask (when there is one) and the steps that sampling uses with the settings now."""
+        if learned_steps is not None:
+            self.learned_steps_ = np.asarray(learned_steps)
+        if step_scores is not None:
+            self.step_scores_ = np.asarray(step_scores)
+        self.steps_ = self.inference_steps().numpy()
+
+    def _mask_state(self, learner) -> dict:
+        return {"learned_steps": learner.kept_steps().numpy(),
+                "step_scores": learner.mask.scores.detach().cpu().numpy().copy()}
+
+    # ------------------------------------------------------------------ step masks on a fitted model
+    def learn_steps(self, X, target_steps: int | None = None, epochs: int = 1, finetune: bool = False,
+                    lr: float | None = None):
+        """Learn a step mask on this fitted model ("from a pretrained model", METHOD.md §4).
+
+        Runs the mask loop over ``X`` for ``epochs`` epochs with a fast budget schedule (no warm-up, the
+        budget reaches ``target_steps`` after 70% of the epochs), then reads out exactly ``target_steps``
+        steps into ``learned_steps_`` and sets ``step_selection="learned"`` (and ``target_steps``).
+        With ``finetune=False`` (default) the network weights are frozen; with ``finetune=True`` they are
+        trained jointly with the mask at learning rate ``lr`` (default ``self.lr / 10``).
+        Uses ``mask_objective``, ``mask_weight``, ``chain``, ``n_masks`` and ``mask_lr``.
+        """
+        check_is_fitted(self, "model_")
+        k = self.target_steps if target_steps is None else target_steps
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= self.n_steps:
+            raise ValueError(f"target_steps must be an integer in [1, {self.n_steps}], got {k!r}")
+        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
+            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+        data = self._step_learning_data(X)
+        seed = self._sampling_seed()
+        generator = torch.Generator(device=self.device_).manual_seed(seed + 1)
+        learner = self._step_learner(generator, data, total_epochs=epochs, budget_epochs=0.7 * epochs,
+                                     warmup_epochs=0.0, k=int(k), **self._mask_settings(during_fit=False))
+        optimizer = None
+        if finetune:
+            optimizer = torch.optim.Adam(self.model_.parameters(), lr=self.lr / 10 if lr is None else lr)
+        targets = self._learning_targets(data, generator)
+        with seeded_torch(seed + 2, self.device_):
+            learner.learn_on(self.denoiser_, data, epochs=int(epochs), batch_size=self.batch_size,
+                             target_strategy_fn=targets, optimizer=optimizer, verbose=self.verbose)
+        self.set_params(step_selection="learned", target_steps=int(k))
+        self._set_step_mask(**self._mask_state(learner))
+        self.mask_binarity_ = learner.mask.binarity(learner.config.target_steps)
+        self.mask_log_ = learner.log
+        return self
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path) -> None:
+        """Write the fitted estimator to one file (read back with ``torch.load(weights_only=True)``: only tensors,
+        numbers, strings, lists and dicts, never arbitrary pickled objects; see :mod:`tsimpute.checkpoint`)."""
+        check_is_fitted(self, "model_")
+        learned = getattr(self, "learned_steps_", None)
+        scores = getattr(self, "step_scores_", None)
+        checkpoint.write_checkpoint(path, {
+            "format": self._checkpoint_format,
+            "format_version": self._checkpoint_version,
+            "params": checkpoint.plain_params(self.get_params()),
+            "network": self._network_config(),
+            "network_state": {k: v.detach().cpu() for k, v in self.model_.state_dict().items()},
+            "denoiser": self._denoiser_settings(),
+            "data": self._data_state(),
+            "sample_seed": int(self._sample_seed),
+            "seeded": bool(self._seeded),
+            "learned_steps": None if learned is None else torch.as_tensor(np.asarray(learned)),
+            "step_scores": None if scores is None else torch.as_tensor(np.asarray(scores)),
+        })
+
+    @classmethod
+    def load(cls, path, device: str | None = None):
+        """Load an estimator written by :meth:`save` (older formats are migrated on reading)."""
+        payload = checkpoint.read_checkpoint(path, cls._checkpoint_format, cls._checkpoint_version)
+        params = dict(payload["params"])
+        if device is not None:
+            params["device"] = device
+        est = cls(**cls._params_from_checkpoint(params))
+        net = est._network(payload["network"])
+        net.load_state_dict(payload["network_state"])
+        denoiser = est._denoiser_from_settings(net, payload["denoiser"])
+        mask = {k: None if payload[k] is None else payload[k].numpy() for k in ("learned_steps", "step_scores")}
+        est._set_fitted_state(payload["data"], denoiser, payload["sample_seed"], payload["seeded"], **mask)
+        return est
+
+    @classmethod
+    def _params_from_checkpoint(cls, params: dict) -> dict:
+        return params
+
+    def _network_config(self) -> dict:
+        return self.model_.config.to_dict()
+
+    def _denoiser_settings(self) -> dict:
+        return {}
