@@ -216,6 +216,23 @@ def test_runner_rows(synthetic_result):
     assert synthetic_result.metadata["profile"]["epochs"] == 1  # overrides recorded
 
 
+def test_calibration_columns(synthetic_result):
+    rows = synthetic_result.rows
+    assert B.CALIBRATION_FIELDS == ("cov50", "cov80", "cov90", "cov95", "width90")
+    assert set(B.CALIBRATION_FIELDS) <= set(rows.columns)
+    covs = ["cov50", "cov80", "cov90", "cov95"]
+    sampled = rows[rows["n_samples"] > 1]
+    assert len(sampled) and (sampled["family"] == "diffusion").all()
+    values = sampled[covs].to_numpy()
+    assert np.isfinite(values).all() and (values >= 0).all() and (values <= 1).all()
+    assert (np.diff(values, axis=1) >= 0).all()  # the bands are nested
+    assert (sampled["width90"] > 0).all()
+    point = rows[rows["family"] == "classical"]
+    assert len(point) and point[list(B.CALIBRATION_FIELDS)].isna().all().all()
+    assert any("no band" in n for n in synthetic_result.notes)
+    assert any("2 samples per value" in n for n in synthetic_result.notes)
+
+
 def test_uniform_rows_share_one_model(synthetic_result):
     rows = synthetic_result.rows
     for seed in (0, 1):
@@ -229,6 +246,17 @@ def test_summary_and_table(synthetic_result):
     assert s["method"].iloc[0] == "diffusion-all"
     table = B.format_table(synthetic_result.rows)
     assert "±" in table and "interpolate" in table
+    header, *lines = table.splitlines()
+    assert header.split()[5:11] == ["mae", "rmse", "crps", "crps_ensemble", "cov50", "cov90"]
+    assert "width90" in header and "cov95" not in header
+    interp = next(line for line in lines if " interpolate " in line)
+    assert interp.split()[-6:-3] == ["-", "-", "-"]  # no band for a point estimate
+    diff = s[s["method"] == "diffusion-all"].iloc[0]
+    assert 0 <= diff["cov90"] <= 1 and diff["cov90_std"] >= 0
+    assert s.loc[s["method"] == "mean", "cov90"].isna().all()
+    # rows saved before the calibration columns existed still summarise and print
+    old = synthetic_result.rows.drop(columns=list(B.CALIBRATION_FIELDS))
+    assert "cov90" not in B.summarize(old) and "cov90" not in B.format_table(old)
 
 
 def test_write_results(tmp_path, synthetic_result):
@@ -240,7 +268,26 @@ def test_write_results(tmp_path, synthetic_result):
     assert len(payload["rows"]) == len(synthetic_result.rows)
     csv = pd.read_csv(paths["csv"])
     assert list(csv.columns) == list(B.ROW_FIELDS) and len(csv) == len(synthetic_result.rows)
-    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    png = paths["png"].read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    # the reliability diagrams add a row of panels under CRPS and MAE (12 x 8.8 inches at 120 dpi)
+    assert (int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")) == (1440, 1056)
+    assert all(r["cov90"] is None for r in payload["rows"] if r["family"] == "classical")
+    assert all(0 <= r["cov90"] <= 1 for r in payload["rows"] if r["family"] == "diffusion")
+    assert csv.loc[csv["family"] == "classical", "cov90"].isna().all()
+
+
+def test_plot_without_sampled_rows(tmp_path, synthetic_result):
+    rows = synthetic_result.rows[synthetic_result.rows["family"] == "classical"]
+    png = plotting.plot_results(rows, tmp_path / "classical.png").read_bytes()
+    assert (int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")) == (1440, 576)
+
+
+def test_calibrated_coverage_reference():
+    few, many = plotting.calibrated_coverage(3), plotting.calibrated_coverage(200)
+    levels = np.array(plotting.RELIABILITY_LEVELS)
+    assert (few < levels - 0.2).all() and (few <= 0.5 + 0.01).all()  # bands inside the range of 3 samples
+    np.testing.assert_allclose(many, levels, atol=0.02)
 
 
 def test_plot_without_matplotlib(tmp_path, synthetic_result, monkeypatch):
@@ -256,6 +303,26 @@ def test_plot_without_matplotlib(tmp_path, synthetic_result, monkeypatch):
         plotting.plot_results(synthetic_result.rows, tmp_path / "x.png")
     paths = B.write_results(synthetic_result, tmp_path)
     assert "tsimpute[plot]" in paths["png"] and paths["json"].is_file()
+
+
+def test_published_model_gets_an_identity_scaler():
+    from tsimpute.benchmark.runner import _Runner
+    from tsimpute.pretrained import csdi_physionet_scaler
+
+    prof = B.get_profile("smoke").replace(n_train=4, n_test=2)
+    task = B.build_task("physionet", prof, statistics="csdi")
+    np.testing.assert_allclose(task.norm_mean, csdi_physionet_scaler()[0])
+    run = _Runner(task, prof, steps=(5,), seed=0, device="cpu", verbose=False, log=lambda m: None,
+                  mask_options={}, model="csdi-physionet")
+    imp = run.make_imputer()
+    np.testing.assert_array_equal(imp.mean_, np.zeros(35))
+    np.testing.assert_array_equal(imp.scale_, np.ones(35))
+    # a task normalised with its own training statistics does not fit the published network
+    own = B.build_task("physionet", prof, statistics="train")
+    run = _Runner(own, prof, steps=(5,), seed=0, device="cpu", verbose=False, log=lambda m: None,
+                  mask_options={}, model="csdi-physionet")
+    with pytest.raises(ValueError, match="not normalised with the published model's statistics"):
+        run.make_imputer()
 
 
 def test_runner_rejects_bad_input():

@@ -2,7 +2,8 @@
 
 - :func:`run_benchmark` runs one dataset's protocol and returns a :class:`BenchResult` (a tidy DataFrame of
   rows ``(dataset, method, steps, seed)`` plus the settings that produced them);
-- :func:`write_results` writes JSON, CSV and a PNG plot; :func:`format_table` prints a summary;
+- :func:`write_results` writes JSON, CSV and a PNG plot (errors against steps, reliability diagrams of the
+  sampled methods); :func:`format_table` prints a summary;
 - :data:`PROFILES` (``smoke``, ``quick``, ``paper``) size the runs;
 - :mod:`tsimpute.benchmark.baselines` holds the classical imputers.
 """
@@ -11,6 +12,7 @@ from .baselines import BASELINES, Baseline
 from .profiles import PROFILES, BenchProfile, get_profile
 from .report import format_table, git_revision, machine_info, summarize, write_results
 from .runner import (
+    CALIBRATION_FIELDS,
     DEFAULT_METHODS,
     DIFFUSION_METHODS,
     METHODS,
@@ -25,6 +27,7 @@ from .tasks import BENCH_DATASETS, BenchTask, build_task
 __all__ = [
     "BASELINES",
     "BENCH_DATASETS",
+    "CALIBRATION_FIELDS",
     "DEFAULT_METHODS",
     "DIFFUSION_METHODS",
     "METHODS",

@@ -13,6 +13,9 @@ k, learned on the trained network with weights frozen at the others) sampled wit
 (the same steps, DDIM updates), ``uniform`` and ``quadratic`` (DDPM on the respaced chain) and ``ddim`` (DDIM,
 eta = 0, uniform steps); ``full`` is the whole chain of T steps (DDPM).
 Generation is repeated over sampling seeds (mean and standard deviation).
+
+Inpainting fills each image with one sample (``ImageImputer``'s default ``n_samples=1``): there is no predictive
+band, so the image rows have no coverage or band-width columns (the time-series benchmark has them).
 """
 
 from __future__ import annotations
@@ -205,7 +208,8 @@ def run_image_benchmark(dataset: str, *, profile: str = "smoke", steps: tuple[in
         "classifier_seconds": classifier_seconds, "fit_seconds": fit_seconds, "learn_seconds": learn_seconds,
         "train_steps": imp.history_.steps, "wall_seconds": time.perf_counter() - started,
         "metric_note": "Fréchet distance in the feature space of a small classifier trained on this dataset: "
-                       "not Inception FID, not comparable to published FIDs",
+                       "not Inception FID, not comparable to published FIDs; inpainting draws one sample per "
+                       "image, so it has no band to report coverage for",
     }
     return ImageBenchResult(pd.DataFrame(rows), metadata, grids, masks)
 

@@ -1,4 +1,5 @@
-"""CRPS and MAE against the number of diffusion steps (matplotlib, the optional ``plot`` extra)."""
+"""CRPS and MAE against the number of diffusion steps, and reliability diagrams of the sampled methods
+(matplotlib, the optional ``plot`` extra)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_results", "require_matplotlib"]
+__all__ = ["calibrated_coverage", "plot_results", "require_matplotlib"]
+
+#: Nominal levels of the reliability diagrams (the ``cov50`` ... ``cov95`` row columns).
+RELIABILITY_LEVELS: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95)
 
 PLOT_HINT = 'plotting needs matplotlib: pip install "tsimpute[plot]"'
 
@@ -35,9 +39,53 @@ def require_matplotlib():
     return plt
 
 
+def calibrated_coverage(n_samples: int, levels=RELIABILITY_LEVELS, *, n_entries: int = 20000,
+                        seed: int = 0) -> np.ndarray:
+    """Expected coverage of the central bands of ``n_samples`` samples drawn from the target's own distribution.
+
+    Monte Carlo with Gaussian targets and samples (the bands of :func:`tsimpute.metrics.coverage`); the
+    reference a calibrated model with that many samples reaches, below ``levels`` for few samples.
+    """
+    from ..metrics import calibration
+
+    rng = np.random.default_rng(seed)
+    out = calibration(rng.standard_normal((n_samples, n_entries)), rng.standard_normal(n_entries),
+                      np.ones(n_entries, dtype=bool), levels=list(levels))
+    return np.array([v for k, v in out.items() if k.startswith("cov")])
+
+
+def _reliability(axes, diffusion: pd.DataFrame) -> None:
+    """One reliability diagram per step count: empirical against nominal coverage, a line per method."""
+    levels = np.array(RELIABILITY_LEVELS)
+    cols = [f"cov{round(100 * lv)}" for lv in RELIABILITY_LEVELS]
+    n_samples = sorted({int(n) for n in diffusion["n_samples"] if n > 1})
+    for ax, (k, part) in zip(axes, diffusion.groupby("steps", sort=False), strict=True):
+        ax.plot([0, 1], [0, 1], color="black", linestyle="--", linewidth=1, label="nominal")
+        for n in n_samples:
+            ax.plot(levels, calibrated_coverage(n), color="0.5", linestyle=":", linewidth=1.5,
+                    label=f"calibrated, {n} samples")
+        for _, r in part.iterrows():
+            style = {key: v for key, v in _STYLE.get(r["method"], {}).items() if key != "markersize"}
+            ax.errorbar(levels, r[cols].to_numpy(float), yerr=r[[f"{c}_std" for c in cols]].to_numpy(float),
+                        capsize=2, linewidth=1.2, markersize=5, label=r["method"], **style)
+        ax.set_xlim(0.45, 1.0)
+        ax.set_ylim(0.0, 1.0)
+        ax.set_xticks(levels)
+        ax.set_title(f"reliability, {int(k)} steps", fontsize=9)
+        ax.set_xlabel("nominal coverage of the central band", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=6.5, loc="best")
+    axes[0].set_ylabel("empirical coverage", fontsize=8)
+
+
 def plot_results(rows: pd.DataFrame, path: str | os.PathLike[str], *, title: str = "") -> Path:
     """Plot CRPS and MAE against steps: a line per diffusion method (mean ± std over seeds, NFE as x), the
-    full chain as a star, classical imputers as horizontal dashed lines. Saves a PNG and returns its path.
+    full chain as a star, classical imputers as horizontal dashed lines. Below them, when the sampled rows
+    have calibration columns, one reliability diagram per step count: the empirical coverage of the central
+    50/80/90/95% bands against the nominal level per method (classical point estimates have no band and
+    are left out), with the diagonal and the dotted curve a calibrated model with as many samples reaches.
+    Saves a PNG and returns its path.
     """
     from .report import summarize
 
@@ -45,9 +93,19 @@ def plot_results(rows: pd.DataFrame, path: str | os.PathLike[str], *, title: str
     from matplotlib.ticker import FuncFormatter
 
     s = summarize(rows)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     classical = s[s["nfe"] == 0]
     diffusion = s[s["nfe"] > 0]
+    cov_cols = [f"cov{round(100 * lv)}" for lv in RELIABILITY_LEVELS]
+    sampled = diffusion[diffusion[cov_cols].notna().all(axis=1)] if set(cov_cols) <= set(s.columns) else None
+    if sampled is not None and len(sampled):
+        n_panels = sampled["steps"].nunique()
+        fig = plt.figure(figsize=(12, 4.8 + 4.0))
+        grid = fig.add_gridspec(2, 2 * n_panels, height_ratios=[4.8, 4.0])
+        axes = [fig.add_subplot(grid[0, :n_panels]), fig.add_subplot(grid[0, n_panels:])]
+        lower = [fig.add_subplot(grid[1, 2 * i: 2 * i + 2]) for i in range(n_panels)]
+        _reliability(lower, sampled.sort_values("steps", ascending=False, kind="stable"))
+    else:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     dashes = ["--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3))]
     for ax, metric, label in zip(axes, ("crps", "mae"), ("CRPS (CSDI, normalised, no unit)", "MAE"), strict=True):
         for method, part in diffusion.groupby("method", sort=False):

@@ -14,26 +14,32 @@ import numpy as np
 import pandas as pd
 
 from .._version import __version__
-from .runner import METHODS, BenchResult
+from .runner import CALIBRATION_FIELDS, METHODS, BenchResult
 
 __all__ = ["format_table", "git_revision", "machine_info", "result_stem", "summarize", "write_results"]
 
 _METRICS = ("mae", "rmse", "crps", "crps_ensemble")
+# calibration columns the terminal table shows (all of CALIBRATION_FIELDS are in the summary and the files)
+_TABLE_CALIBRATION = ("cov50", "cov90", "width90")
 
 
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation (ddof=0) over seeds per (dataset, method, steps).
 
     Columns: the keys, ``n_seeds``, ``nfe``, ``n_samples``, ``<metric>`` and ``<metric>_std`` for MAE, RMSE,
-    CRPS and ensemble CRPS, mean ``train_seconds``, ``learn_seconds`` and ``impute_seconds``.
+    CRPS, ensemble CRPS and the calibration columns (:data:`~tsimpute.benchmark.runner.CALIBRATION_FIELDS`:
+    coverage of the 50/80/90/95% bands, width of the 90% band; NaN for point estimates), mean
+    ``train_seconds``, ``learn_seconds`` and ``impute_seconds``.
     Methods come in :data:`~tsimpute.benchmark.runner.METHODS` order, steps descending.
     """
     keys = ["dataset", "method", "steps"]
+    # rows written before the calibration columns existed are summarised without them
+    metrics = _METRICS + tuple(c for c in CALIBRATION_FIELDS if c in rows.columns)
     g = rows.groupby(keys, sort=False)
     out = g.agg(
         n_seeds=("seed", "nunique"), nfe=("nfe", "mean"), n_samples=("n_samples", "first"),
-        **{m: (m, "mean") for m in _METRICS},
-        **{f"{m}_std": (m, lambda s: float(np.std(s))) for m in _METRICS},
+        **{m: (m, "mean") for m in metrics},
+        **{f"{m}_std": (m, lambda s: float(np.std(s))) for m in metrics},
         train_seconds=("train_seconds", "mean"), learn_seconds=("learn_seconds", "mean"),
         impute_seconds=("impute_seconds", "mean"),
     ).reset_index()
@@ -44,12 +50,18 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def format_table(rows: pd.DataFrame) -> str:
-    """A plain-text table of the summary (``mean ± std`` when several seeds)."""
+    """A plain-text table of the summary (``mean ± std`` when several seeds).
+
+    Beside the errors: ``cov50`` and ``cov90`` (share of held-out values inside the central 50% and 90% bands
+    of the samples) and ``width90`` (mean width of the 90% band); ``-`` for point estimates, which have no band.
+    """
     s = summarize(rows)
     several = bool((s["n_seeds"] > 1).any())
 
-    def cell(r, m: str) -> str:
-        return f"{r[m]:.4f} ± {r[m + '_std']:.4f}" if several else f"{r[m]:.4f}"
+    def cell(r, m: str, digits: int = 4) -> str:
+        if not np.isfinite(r[m]):
+            return "-"
+        return f"{r[m]:.{digits}f} ± {r[m + '_std']:.{digits}f}" if several else f"{r[m]:.{digits}f}"
 
     table = pd.DataFrame({
         "dataset": s["dataset"],
@@ -58,6 +70,8 @@ def format_table(rows: pd.DataFrame) -> str:
         "nfe": s["nfe"].round().astype(int),
         "n_samples": s["n_samples"].astype(int),
         **{m: [cell(r, m) for _, r in s.iterrows()] for m in _METRICS},
+        **{m: [cell(r, m, 3 if m.startswith("cov") else 4) for _, r in s.iterrows()]
+           for m in _TABLE_CALIBRATION if m in s},
         "train_s": s["train_seconds"].map(lambda v: f"{v:.1f}"),
         "learn_s": s["learn_seconds"].map(lambda v: f"{v:.1f}"),
         "impute_s": s["impute_seconds"].map(lambda v: f"{v:.1f}"),

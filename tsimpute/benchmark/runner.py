@@ -8,6 +8,10 @@ is one row: see :data:`ROW_FIELDS`.
 
 With ``model="csdi-physionet"`` nothing is trained: the diffusion model is the CSDI authors' published
 PhysioNet network (:meth:`~tsimpute.Imputer.from_csdi`), and the task is normalised with CSDI's statistics.
+
+Rows with several samples per entry also report the calibration of their predictive distribution (coverage of
+the central 50/80/90/95% bands of the samples and the mean width of the 90% band, :func:`tsimpute.metrics.
+calibration`); point estimates (the classical baselines) have no band and get NaN there.
 """
 
 from __future__ import annotations
@@ -21,13 +25,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..metrics import evaluate
+from ..metrics import CALIBRATION_LEVELS, evaluate
 from .baselines import BASELINES, Baseline
 from .profiles import BenchProfile, get_profile
 from .tasks import BenchTask, build_task
 
-__all__ = ["DEFAULT_METHODS", "DIFFUSION_METHODS", "METHODS", "PRETRAINED_MODELS", "ROW_FIELDS", "BenchResult",
-           "parse_steps", "run_benchmark"]
+__all__ = ["CALIBRATION_FIELDS", "DEFAULT_METHODS", "DIFFUSION_METHODS", "METHODS", "PRETRAINED_MODELS",
+           "ROW_FIELDS", "BenchResult", "parse_steps", "run_benchmark"]
 
 #: Diffusion methods, all sampled from the same trained model except ``learned-joint``.
 DIFFUSION_METHODS: tuple[str, ...] = (
@@ -41,10 +45,14 @@ DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m != "learned-fin
 #: Published networks ``run_benchmark(model=...)`` evaluates instead of training one (dataset they belong to).
 PRETRAINED_MODELS: dict[str, str] = {"csdi-physionet": "physionet"}
 
+#: Calibration columns of a row (:func:`tsimpute.metrics.calibration` at 0.5, 0.8, 0.9, 0.95): coverage of each
+#: central band and the mean width of the 90% band, in metric units; NaN for point estimates (one sample).
+CALIBRATION_FIELDS: tuple[str, ...] = ("cov50", "cov80", "cov90", "cov95", "width90")
+
 #: Columns of a result row, in order.
 ROW_FIELDS: tuple[str, ...] = (
     "dataset", "method", "steps", "nfe", "n_samples", "mae", "rmse", "crps", "crps_ensemble",
-    "train_seconds", "learn_seconds", "impute_seconds", "seed", "profile", "family", "sampler",
+    *CALIBRATION_FIELDS, "train_seconds", "learn_seconds", "impute_seconds", "seed", "profile", "family", "sampler",
     "step_selection", "chain", "kept_steps", "n_eval", "n_test", "n_train", "units", "source",
     "missing_ratio", "device",
 )
@@ -118,7 +126,8 @@ class _Runner:
         row = {
             "dataset": t.dataset, "method": method, "steps": int(steps), "nfe": 0,
             "n_samples": metrics["n_samples"], "mae": metrics["mae"], "rmse": metrics["rmse"],
-            "crps": metrics["crps"], "crps_ensemble": metrics["crps_ensemble"], "train_seconds": 0.0,
+            "crps": metrics["crps"], "crps_ensemble": metrics["crps_ensemble"],
+            **{f: metrics[f] for f in CALIBRATION_FIELDS}, "train_seconds": 0.0,
             "learn_seconds": 0.0, "impute_seconds": 0.0, "seed": self.seed, "profile": self.profile.name,
             "family": "classical", "sampler": "", "step_selection": "", "chain": "", "kept_steps": "",
             "n_eval": metrics["n_eval"], "n_test": len(t.test_given), "n_train": t.info.get("n_train_series"),
@@ -133,7 +142,8 @@ class _Runner:
         # a trained model is scored on the median that Imputer.transform returns (numpy's, over antithetic
         # pairs); a published CSDI network as CSDI scores it (independent samples, torch's lower median)
         median = "lower" if self.model is not None else "midpoint"
-        return evaluate(t.to_metric(samples_model), t.target, t.eval_mask, median=median)
+        # coverage / width at every level of the reliability plot; NaN for a point estimate (one sample)
+        return evaluate(t.to_metric(samples_model), t.target, t.eval_mask, median=median, levels=CALIBRATION_LEVELS)
 
     # ------------------------------------------------------------------ classical
     def classical(self, name: str) -> None:
@@ -154,17 +164,20 @@ class _Runner:
 
         p, t = self.profile, self.task
         if self.model is not None:
-            imp = Imputer.from_csdi(
+            from ..pretrained import csdi_physionet_scaler
+
+            # the task is already normalised with the network's own statistics (CSDI's): identity scaler
+            mean, scale = csdi_physionet_scaler()
+            same = t.norm_mean is not None and np.allclose(mean, t.norm_mean)
+            if not (same and np.allclose(scale, t.norm_std)):
+                raise ValueError("the benchmark task is not normalised with the published model's statistics")
+            k = len(t.test_frame.columns)
+            return Imputer.from_csdi(
+                mean=np.zeros(k), scale=np.ones(k),
                 n_samples=p.n_samples, batch_size=p.batch_size, lr=p.lr, target_strategy=t.target_strategy,
                 inference_batch_size=p.inference_batch_size, device=self.device, random_state=self.seed,
                 verbose=self.verbose, **self.mask_options, **params,
             )
-            # the task is already normalised with the network's own statistics (CSDI's): identity scaler
-            same = t.norm_mean is not None and np.allclose(imp.mean_, t.norm_mean)
-            if not (same and np.allclose(imp.scale_, t.norm_std)):
-                raise ValueError("the benchmark task is not normalised with the published model's statistics")
-            imp.mean_, imp.scale_ = np.zeros_like(imp.mean_), np.ones_like(imp.scale_)
-            return imp
         return Imputer(
             n_steps=N_STEPS, window=t.window, epochs=p.epochs, max_steps=None, batch_size=p.batch_size, lr=p.lr,
             channels=p.channels, n_layers=p.n_layers, n_heads=p.n_heads, target_strategy=t.target_strategy,
@@ -260,6 +273,22 @@ class _Runner:
                 self.sample(imp, "learned-joint", k, train_s)
 
 
+def _calibration_notes(methods: Sequence[str], n_samples: int) -> list[str]:
+    """How to read the calibration columns of this run."""
+    notes = []
+    if any(m in BASELINES for m in methods):
+        notes.append("cov50 / cov90: share of held-out values inside the central 50% / 90% band of the samples; "
+                     "width90: mean width of the 90% band; the classical methods give one point estimate and "
+                     "have no band (- in the table, NaN in the files)")
+    if any(m in DIFFUSION_METHODS for m in methods) and 1 < n_samples < 20:
+        bound = (n_samples - 1) / (n_samples + 1)
+        notes.append(f"{n_samples} samples per value: every band lies within the samples' range, which a "
+                     f"calibrated model's independent samples cover only {bound:.0%} of the time; coverage is biased "
+                     "low (the PNG's dotted curve shows what a calibrated model with this many independent samples "
+                     "reaches; a trained model's antithetic pairs are not independent)")
+    return notes
+
+
 def run_benchmark(
     dataset: str,
     *,
@@ -351,6 +380,7 @@ def run_benchmark(
         rows.extend(run.rows)
         masks.extend(run.learned_masks)
         notes.extend(n for n in run.notes if n not in notes)
+    notes.extend(_calibration_notes(methods, prof.n_samples))
     frame = pd.DataFrame(rows, columns=list(ROW_FIELDS))
     metadata = {
         "dataset": dataset,
