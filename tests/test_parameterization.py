@@ -142,10 +142,11 @@ def test_checkpoint_from_before_the_parameterization_loads_as_noise_prediction(s
                   parameterization="epsilon", verbose=False).fit(X)
     imp.save(tmp_path / "new.pt")
     new = torch.load(tmp_path / "new.pt", weights_only=True)
-    # what an older release wrote: format 2, no parameterization anywhere, the network's config alone
+    # what an older release wrote: format 2, no parameterization anywhere, the conditioning in the network's config
     params = {k: v for k, v in new["params"].items() if k != "parameterization"}
     data = new["data"]
-    old = {"format": "tsimpute.Imputer", "format_version": 2, "params": params, "model_config": new["network"],
+    config = {**new["network"], "conditioning": new["denoiser"]["conditioning"]}
+    old = {"format": "tsimpute.Imputer", "format_version": 2, "params": params, "model_config": config,
            "model_state": new["network_state"], "feature_names": data["feature_names"], "window": data["window"],
            "mean": data["mean"], "scale": data["scale"], "data_min": data["data_min"], "data_max": data["data_max"],
            "sample_seed": new["sample_seed"], "seeded": new["seeded"], "learned_steps": None, "step_scores": None}

@@ -304,6 +304,11 @@ class EpochWindows(WindowSet):
         ws = window_set(series, window, self._stride, device=device)
         super().__init__(ws.values, ws.observed)
 
+    @property
+    def series(self) -> list[Series]:
+        """The training series the windows are cut from."""
+        return self._series
+
     def batches(self, batch_size, generator=None, shard=(0, 1)):
         offset = int(self._rng.integers(self._stride))
         ws = window_set(self._series, self._window, self._stride, offset, self._device)

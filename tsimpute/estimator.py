@@ -190,7 +190,11 @@ class DiffusionEstimator(StepSelectionMixin, BaseEstimator):
         if learner is not None:
             self.mask_binarity_ = learner.mask.binarity(learner.config.target_steps)
             self.mask_log_ = learner.log
+        self._after_fit(data)
         return self
+
+    def _after_fit(self, data: FitData) -> None:
+        """Work on the fitted model at the end of ``fit`` (e.g. calibrating its spread); default: none."""
 
     def _fit_input(self, X):
         """``X`` checked, before anything is drawn from ``random_state`` (subclasses implement)."""

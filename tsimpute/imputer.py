@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numbers
-from dataclasses import asdict
+import warnings
+from dataclasses import asdict, replace
 from numbers import Integral, Real
 
 import numpy as np
@@ -13,10 +14,12 @@ from sklearn.base import OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from .calibration import SpreadCalibration, fit_spread_calibration
 from .checkpoint import plain_names
 from .data import (
     EpochWindows,
     ImputationWindows,
+    WindowSet,
     fit_scaler,
     modelled_columns,
     resolve_window,
@@ -180,6 +183,12 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         feature, widened by this many standard deviations on both sides, so that a poorly trained
         low-noise step cannot push samples far off the data. ``None`` disables clipping. Non-finite or
         exploding samples are never returned: sampling raises an error that names the settings.
+    calibration : {"conformal"} or None, default=None
+        ``"conformal"``: after training, learn how much the samples' spread must be scaled (per feature and
+        gap length) for their central 90% band to hold 90% of observed values hidden from the model in the
+        validation windows (split conformal; :meth:`calibrate`, :mod:`tsimpute.calibration`). The median
+        (``transform``) is unchanged; ``sample`` and ``predict_quantiles`` return the rescaled spread. None: the
+        sampler's own spread.
     verbose : bool, default=True
         Progress bars for training steps and sampling batches.
 
@@ -206,6 +215,9 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         Per-feature range of the training data in model (standardised) units; sampling clips to it
         (``sample_clip``). NaN for columns entirely missing in fit; None for published weights
         (:meth:`from_csdi`), whose training data is not known.
+    calibration_ : SpreadCalibration or None
+        The spread's scale factors (``calibration="conformal"`` or :meth:`calibrate`), with the sampling
+        settings they were fitted for; None when the samples keep the sampler's own spread.
     history_ : TrainHistory
     steps_ : ndarray
         Steps used by sampling with the settings at fit time (the learned steps for ``learned``).
@@ -255,6 +267,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         device: str = "auto",
         random_state=None,
         sample_clip: float | None = 1.0,
+        calibration: str | None = None,
         verbose: bool = True,
     ):
         self.n_steps = n_steps
@@ -293,6 +306,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         self.device = device
         self.random_state = random_state
         self.sample_clip = sample_clip
+        self.calibration = calibration
         self.verbose = verbose
 
     _parameter_constraints: dict = {
@@ -314,6 +328,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         "patience": [Interval(Integral, 1, None, closed="left"), None],
         "inference_batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "sample_clip": [Interval(Real, 0, None, closed="left"), None],
+        "calibration": [StrOptions({"conformal"}), None],
     }
     _parameter_descriptions: dict = {
         "window": "'auto' or an integer >= 2",
@@ -371,6 +386,8 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         columns = getattr(self, "feature_names_in_", np.arange(self.n_features_in_))
         self.empty_features_ = np.asarray(columns, dtype=object)[np.isnan(self.mean_)]
         self.data_min_, self.data_max_ = array(state.get("data_min")), array(state.get("data_max"))
+        calibration = state.get("calibration")
+        self.calibration_ = None if calibration is None else SpreadCalibration.from_dict(calibration)
 
     def _data_state(self) -> dict:
         def tensor(x):
@@ -378,7 +395,8 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
 
         return {"feature_names": plain_names(self.feature_names_in_) if hasattr(self, "feature_names_in_") else None,
                 "window": int(self.window_), "mean": tensor(self.mean_), "scale": tensor(self.scale_),
-                "data_min": tensor(self.data_min_), "data_max": tensor(self.data_max_)}
+                "data_min": tensor(self.data_min_), "data_max": tensor(self.data_max_),
+                "calibration": None if self.calibration_ is None else self.calibration_.to_dict()}
 
     def _network(self, config: dict) -> CSDIDenoiser:
         return CSDIDenoiser(CSDIConfig(**config))
@@ -415,6 +433,15 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         train = EpochWindows(train_series, window, rng, self.device_)
         state = {"window": window, "mean": mean, "scale": scale, "data_min": data_min, "data_max": data_max}
         return FitData(train, valid, state, rng)
+
+    def _after_fit(self, data: FitData) -> None:
+        if self.calibration == "conformal":
+            windows = data.valid
+            if windows is None or float(windows.observed.sum()) < 2500:  # too few held-out values: add training ones
+                train = window_set(data.train.series, self.window_, max(1, self.window_ // 2), device=self.device_)
+                windows = train if windows is None else WindowSet(torch.cat([windows.values, train.values]),
+                                                                  torch.cat([windows.observed, train.observed]))
+            self._fit_calibration(windows)
 
     def _build_denoiser(self, train, fit_seed: int) -> SeriesDenoiser:
         """The network and its adapter; with the residual parameterization, the first guess and the scale of its
@@ -559,12 +586,63 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
             verbose=self.verbose, clip=self._clip_range(), limit=self._sample_limit(), antithetic=antithetic,
         )
         info = SamplingInfo(nfe=result.nfe, steps=len(chain), windows=len(data.values))
+        if self.calibration_ is not None:
+            if self.calibration_.sampling == self._sampling_settings():
+                result.samples = self.calibration_.apply(result.samples, data.observed.cpu())
+            else:
+                warnings.warn(
+                    f"the spread calibration was fitted for sampling with {self.calibration_.sampling}, not "
+                    f"{self._sampling_settings()}: the samples keep the sampler's own spread; call calibrate(X) "
+                    "again with these settings", UserWarning, stacklevel=3)
         modelled = windows.stitch(result.samples.numpy().transpose(0, 1, 3, 2), len(frame))  # (n, rows, K)
         cols = self._modelled()
         # columns entirely missing at fit are not modelled: their gaps stay NaN
         out = np.full((n_samples, len(frame), self.n_features_in_), np.nan)
         out[..., cols] = modelled * self.scale_[cols] + self.mean_[cols]
         return out, ~np.isnan(frame.to_numpy(dtype=np.float64)), info
+
+    # ------------------------------------------------------------------ calibration of the spread
+    def _sampling_settings(self) -> dict:
+        """What the samples' spread depends on besides the network: the steps, chain and update."""
+        return {"steps": [int(t) for t in self.inference_steps()], "chain": self.chain, "sampler": self.sampler,
+                "eta": float(self.eta) if self.sampler == "ddim" else None}
+
+    def calibrate(self, X, n_samples: int | None = None, level: float = 0.9) -> Imputer:
+        """Learn how much the samples' spread must be scaled for central bands to hold their nominal share.
+
+        Some observed values of ``X`` (20% of each window's, at most 256 windows) are hidden from the model and
+        imputed with the current sampling settings and ``n_samples`` samples (default ``n_samples``); the
+        split-conformal factor per feature and gap length that makes the central ``level`` band cover
+        ``level`` of them is stored in ``calibration_`` (:mod:`tsimpute.calibration`) and applied by
+        :meth:`sample`, :meth:`predict_quantiles` (and so :meth:`transform`, whose median it keeps) as long as
+        the sampling settings stay the same. Use data the model was not trained on (held-out series, or a
+        later period); on training data the factors come out too small. Returns ``self``.
+        """
+        check_is_fitted(self, "model_")
+        if not (isinstance(level, Real) and 0 < level < 1):
+            raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}")
+        frame, _ = self._validated_frame(X, reset=False)
+        data = window_set(self._scaled_series(frame), self.window_, max(1, self.window_ // 2), device=self.device_)
+        self._fit_calibration(data, n_samples, float(level))
+        return self
+
+    def _fit_calibration(self, data: WindowSet, n_samples: int | None = None, level: float = 0.9) -> None:
+        n = self.n_samples if n_samples is None else n_samples
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
+            raise ValueError(f"n_samples must be an integer >= 2 to calibrate the spread, got {n!r}")
+        idx = torch.linspace(0, len(data) - 1, min(256, len(data))).round().long().unique()
+        values, observed = data.values[idx], data.observed[idx]
+        seed = self._sampling_seed() + 3
+        gen = torch.Generator(device=self.device_).manual_seed(seed)
+        hidden = (torch.rand(observed.shape, generator=gen, device=self.device_) < 0.2) * observed
+        cond = observed - hidden
+        result = impute_windows(
+            self.denoiser_, WindowSet(values * cond, cond), self.inference_chain(), n_samples=int(n),
+            sampler=self.sampler, eta=self.eta, generator=gen, batch_size=self.inference_batch_size,
+            precision=self.precision, verbose=self.verbose, clip=self._clip_range(), limit=self._sample_limit(),
+            antithetic=True)
+        fitted = fit_spread_calibration(result.samples, values.cpu(), hidden.cpu(), cond.cpu(), level=level)
+        self.calibration_ = replace(fitted, sampling=self._sampling_settings())
 
     def sample(self, X, n_samples: int | None = None, return_info: bool = False, antithetic: bool = False):
         """Draw imputations: an array ``(n_samples, n_rows, n_columns)``; observed cells equal ``X`` in every sample.

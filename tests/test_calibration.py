@@ -1,0 +1,90 @@
+"""Split-conformal recalibration of the samples' spread (tsimpute.calibration, Imputer(calibration=...))."""
+
+import numpy as np
+import pytest
+import torch
+
+from tsimpute import Imputer
+from tsimpute.calibration import SpreadCalibration, fit_spread_calibration
+from tsimpute.metrics import coverage
+
+from .conftest import TINY
+
+
+def _draws(n_windows=40, k=2, length=24, n=200, spread=(1.0, 1.0), truth=(2.0, 0.5), seed=0):
+    """Samples N(0, spread_k^2) and truths N(0, truth_k^2) per feature; every other entry given."""
+    g = torch.Generator().manual_seed(seed)
+    cond = torch.zeros(n_windows, k, length)
+    cond[..., ::2] = 1
+    s = torch.tensor(spread).view(1, 1, k, 1)
+    t = torch.tensor(truth).view(1, k, 1)
+    samples = torch.randn(n, n_windows, k, length, generator=g, dtype=torch.float64) * s
+    target = torch.randn(n_windows, k, length, generator=g, dtype=torch.float64) * t
+    samples = torch.where(cond.bool(), target, samples)  # given entries: every sample is the value
+    return samples, target, 1 - cond, cond
+
+
+def test_factors_undo_a_known_miscalibration_per_feature():
+    samples, target, hidden, cond = _draws()
+    cal = fit_spread_calibration(samples, target, hidden, cond, level=0.9)
+    # the truth is 2x (feature 0) and 0.5x (feature 1) as wide as the samples: every gap range sees the same
+    assert cal.factors.shape == (2, 4) and cal.counts.sum() == int(hidden.sum())
+    assert np.all(np.abs(cal.factors[0][cal.counts[0] >= 30] - 2.0) < 0.25)
+    assert np.all(np.abs(cal.factors[1][cal.counts[1] >= 30] - 0.5) < 0.07)
+    # on fresh draws of the same kind, the rescaled 90% band covers 90%, the raw one does not
+    fresh, truth, hidden2, cond2 = _draws(seed=1)
+    mask = hidden2.numpy() > 0
+    raw = coverage(fresh.numpy(), truth.numpy(), mask)
+    fixed = coverage(cal.apply(fresh, cond2).numpy(), truth.numpy(), mask)
+    assert abs(fixed - 0.9) < 0.03 and abs(raw - 0.9) > 0.1
+
+
+def test_apply_keeps_the_median_and_the_given_entries():
+    samples, target, hidden, cond = _draws(n=9)
+    cal = SpreadCalibration(np.full((2, 4), 3.0), np.zeros((2, 4), dtype=int), 0.9)
+    out = cal.apply(samples, cond)
+    torch.testing.assert_close(out.median(0).values, samples.median(0).values)
+    assert torch.equal(out[:, cond.bool()], samples[:, cond.bool()])
+    torch.testing.assert_close(out.std(0), 3 * samples.std(0))
+    with pytest.raises(ValueError, match="features"):
+        cal.apply(samples[:, :, :1], cond[:, :1])
+
+
+def test_small_groups_take_their_features_or_the_overall_factor():
+    samples, target, hidden, cond = _draws(n_windows=2, length=24)  # 24 hidden entries per feature
+    cal = fit_spread_calibration(samples, target, hidden, cond, level=0.9, min_count=30)
+    assert np.all(cal.factors == cal.factors[0, 0])  # one overall factor for all
+    with pytest.raises(ValueError, match="at least 100 hidden"):
+        fit_spread_calibration(samples, target, hidden, cond, min_count=100)
+    with pytest.raises(ValueError, match="level"):
+        fit_spread_calibration(samples, target, hidden, cond, level=1.0)
+    with pytest.raises(ValueError, match="2 samples"):
+        fit_spread_calibration(samples[:1], target, hidden, cond)
+
+
+def test_imputer_calibrates_in_fit_keeps_the_median_and_saves_it(sinusoids, tmp_path):
+    X, _ = sinusoids
+    params = {**TINY, "n_samples": 10, "random_state": 0}
+    plain = Imputer(**params).fit(X)
+    calibrated = Imputer(**params, calibration="conformal").fit(X)
+    assert plain.calibration_ is None and calibrated.calibration_ is not None
+    assert calibrated.calibration_.sampling["steps"] == list(calibrated.steps_)
+    # same network and seeds: the median is the same, the spread is not
+    np.testing.assert_allclose(calibrated.transform(X).to_numpy(), plain.transform(X).to_numpy(), atol=1e-9)
+    bands = calibrated.predict_quantiles(X, quantiles=(0.05, 0.95)).to_numpy()
+    raw = plain.predict_quantiles(X, quantiles=(0.05, 0.95)).to_numpy()
+    assert not np.allclose(bands, raw)
+    calibrated.save(tmp_path / "m.pt")
+    back = Imputer.load(tmp_path / "m.pt")
+    assert np.array_equal(back.calibration_.factors, calibrated.calibration_.factors)
+    np.testing.assert_array_equal(back.predict_quantiles(X, quantiles=(0.05, 0.95)).to_numpy(), bands)
+    # other sampling settings: the factors do not describe them, so they are not applied (and it says so)
+    back.set_params(step_selection="all")
+    with pytest.warns(UserWarning, match="calibrate"):
+        back.sample(X, n_samples=2)
+    back.calibrate(X, n_samples=4)
+    assert back.calibration_.sampling["steps"] == list(range(back.n_steps))
+    with pytest.raises(ValueError, match="n_samples"):
+        back.calibrate(X, n_samples=1)
+    with pytest.raises(ValueError, match="calibration"):
+        Imputer(calibration="isotonic").fit(X)
