@@ -1,10 +1,20 @@
+import os
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from tsimpute import Imputer
+from tsimpute.cache import CACHE_ENV_VAR
 from tsimpute.datasets import _locate
 from tsimpute.synthetic import correlated_sinusoids
+
+# The real benchmark files beside the checkout (``<repo>/../shared/data``, as CI lays them out) are the data root of
+# the test session unless $TSIMPUTE_DATA_DIR says otherwise. Set here, before tests/_realdata.py reads the roots.
+_SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+if not os.environ.get(_locate.ENV_VAR, "").strip() and _SHARED_DATA.is_dir():
+    os.environ[_locate.ENV_VAR] = str(_SHARED_DATA)
 
 TINY = dict(window=12, channels=16, n_layers=1, n_heads=2, n_samples=4, epochs=3, batch_size=16, verbose=False)
 
@@ -42,9 +52,9 @@ def isolated(tmp_path, monkeypatch):
     home.mkdir()
     work.mkdir(parents=True)
     monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv(_locate.ENV_VAR, raising=False)
+    for var in (_locate.ENV_VAR, CACHE_ENV_VAR, "XDG_CACHE_HOME"):  # the user cache is then ~/.cache/tsimpute
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(work)
-    monkeypatch.setattr(_locate, "_repo_shared_dir", lambda: tmp_path / "no-shared-data")
     root = tmp_path / "root"
     root.mkdir()
     return root

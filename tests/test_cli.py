@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 import tsimpute
 from tsimpute import __version__
 from tsimpute.benchmark import DEFAULT_METHODS, ROW_FIELDS
+from tsimpute.cache import CACHE_ENV_VAR
 from tsimpute.cli import app
 from tsimpute.datasets import _locate
 from tsimpute.models import cpu_kernels
@@ -32,13 +33,14 @@ REQUIRED = ("dataset", "method", "steps", "nfe", "n_samples", "mae", "rmse", "cr
 
 @pytest.fixture
 def no_data(tmp_path, monkeypatch):
-    """Make every default data root empty: $TSIMPUTE_DATA_DIR, ~/.cache, ../shared/data, shared/data."""
+    """Make every default data root empty: $TSIMPUTE_DATA_DIR, the user cache, ../shared/data."""
     empty = tmp_path / "empty"
     (empty / "cwd").mkdir(parents=True)
     monkeypatch.setenv(_locate.ENV_VAR, str(empty))
     monkeypatch.setenv("HOME", str(empty / "home"))
+    monkeypatch.delenv(CACHE_ENV_VAR, raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.chdir(empty / "cwd")
-    monkeypatch.setattr(_locate, "_repo_shared_dir", lambda: empty / "repo-shared")
     return empty
 
 
@@ -119,15 +121,17 @@ def test_newcomer_smoke_bench_with_no_data_anywhere(tmp_path):
     (tmp_path / "home").mkdir()
     (tmp_path / "work").mkdir()
     env = {k: v for k, v in os.environ.items() if k not in (_locate.ENV_VAR, "PYTHONPATH", "XDG_CACHE_HOME")}
-    # compiled kernels are reused from this machine's cache (their build is tested in test_cpu_kernels)
-    env.update(HOME=str(tmp_path / "home"), PYTHONPATH=str(package.parent),
-               TSIMPUTE_CACHE_DIR=str(cpu_kernels.cache_dir().parent))
+    cache = tmp_path / "cache"  # an empty user cache
+    env.update(HOME=str(tmp_path / "home"), PYTHONPATH=str(package.parent), **{CACHE_ENV_VAR: str(cache)})
     probe = subprocess.run([sys.executable, "-c", "import tsimpute.datasets._locate as L; "
                             "print(L.__file__); print(*[str(p) for p, _ in L.search_roots()], sep='\\n')"],
                            cwd=tmp_path / "work", env=env, capture_output=True, text=True, check=True)
     lines = probe.stdout.split()
     assert lines[0].startswith(str(package))  # the copy, not the checkout
     assert not any(Path(p).exists() for p in lines[1:]), lines  # no data root exists
+    # compiled kernels are reused from this machine's cache (their build is tested in test_cpu_kernels)
+    if cpu_kernels.cache_dir().is_dir():
+        shutil.copytree(cpu_kernels.cache_dir(), cache / "kernels")
     out = tmp_path / "out"
     res = subprocess.run([sys.executable, "-m", "tsimpute.cli", "bench", "physionet", "--profile", "smoke",
                           "--out", str(out), "--quiet"],

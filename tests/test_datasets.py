@@ -3,7 +3,7 @@
 Tests of the real files find them with :func:`tests._realdata.data_root` (skipped with a reason when no data root
 has them, failed instead under ``TSIMPUTE_REQUIRE_DATA=1``, as in CI). The search, checksum and download tests
 build their own small files and pass without any real data. No test touches the network: downloads are served
-from local files through a replaced opener.
+from local files (``file://`` URLs, or a replaced downloader for the official URLs).
 """
 
 from __future__ import annotations
@@ -60,17 +60,20 @@ def _tiny_set_a(path: Path, records: dict[int, list[str]] | None = None) -> Path
 
 @pytest.fixture
 def serve(monkeypatch):
-    """Replace the download opener: URL -> local file; returns the mapping to fill."""
+    """Replace the downloader: URL -> local file (copied as from its file:// URL); returns the mapping to fill."""
     routes: dict[str, Path] = {}
     seen: list[str] = []
 
-    def fake_urlopen(url, timeout=None):
-        seen.append(url)
-        if url not in routes:
-            raise AssertionError(f"unexpected download of {url}")
-        return open(routes[url], "rb")
+    def fake_downloader(url, timeout):
+        def download(url, output_file, pooch_obj=None):
+            seen.append(url)
+            if url not in routes:
+                raise AssertionError(f"unexpected download of {url}")
+            _locate._copy_file_url(routes[url].as_uri(), output_file)
 
-    monkeypatch.setattr(_locate, "_urlopen", fake_urlopen)
+        return download
+
+    monkeypatch.setattr(_locate, "_downloader", fake_downloader)
     routes["__seen__"] = seen  # type: ignore[assignment]
     return routes
 
@@ -162,7 +165,8 @@ def test_physionet_source_fallbacks(isolated):
         D.load_physionet(source="full", data_dir=isolated)
     msg = str(err.value)
     assert str(isolated / "physionet2012" / "set-a.tar.gz") in msg
-    assert "user cache" in msg and "shared/data beside the repository" in msg and "working directory" in msg
+    assert "user cache" in msg and "working directory" in msg
+    assert "beside the repository" not in msg  # the installed package knows nothing of a checkout
     assert "https://physionet.org/files/challenge-2012/1.0.0/set-a.tar.gz" in msg
     assert "download=True" in msg and "tsimpute datasets --download physionet2012" in msg
     with pytest.raises(FileNotFoundError):
@@ -408,6 +412,47 @@ def test_fetch_url_file_scheme(tmp_path):
     with pytest.raises(ValueError, match="Checksum mismatch"):
         _locate.fetch_url(src.as_uri(), tmp_path / "c" / "dst.bin", sha256="0" * 64)
     assert list((tmp_path / "c").iterdir()) == []
+
+
+def test_fetch_url_replaces_only_with_a_verified_download_and_prints_nothing(tmp_path, capfd):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"new payload")
+    dest = tmp_path / "d" / "dst.bin"
+    dest.parent.mkdir()
+    dest.write_bytes(b"old")
+    with pytest.raises(ValueError, match="Checksum mismatch"):
+        _locate.fetch_url(src.as_uri(), dest, sha256="0" * 64)
+    assert dest.read_bytes() == b"old" and sorted(p.name for p in dest.parent.iterdir()) == ["dst.bin"]
+    _locate.fetch_url(src.as_uri(), dest)  # an existing file is downloaded again (force=True relies on it)
+    assert dest.read_bytes() == b"new payload"
+    assert dest.with_name("dst.bin.sha256").read_text().split()[0] == hashlib.sha256(b"new payload").hexdigest()
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""  # library code logs, it does not print
+    with pytest.raises(ValueError, match="gopher"):
+        _locate.fetch_url("gopher://example.org/x", tmp_path / "x")
+    with pytest.raises(TypeError, match="dest"):
+        _locate.fetch_url(src.as_uri(), 3)
+
+
+def test_sha256_helper_and_one_cache_folder(tmp_path, monkeypatch):
+    from tsimpute.cache import CACHE_ENV_VAR, cache_dir
+    from tsimpute.checksums import sha256_file
+    from tsimpute.models import cpu_kernels
+
+    f = tmp_path / "x.bin"
+    f.write_bytes(b"x" * 3_000_000)
+    assert sha256_file(f) == sha256_file(str(f)) == hashlib.sha256(b"x" * 3_000_000).hexdigest()
+    with pytest.raises(TypeError, match="path"):
+        sha256_file(3)
+    with pytest.raises(FileNotFoundError):
+        sha256_file(tmp_path / "missing.bin")
+    monkeypatch.delenv(CACHE_ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "tsimpute"  # platformdirs' user cache folder (Linux layout)
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "mine"))
+    assert _locate.user_cache_dir() == cache_dir() == tmp_path / "mine"
+    assert cpu_kernels.cache_dir() == tmp_path / "mine" / "kernels"
+    assert (tmp_path / "mine", "user cache") in _locate.search_roots()
 
 
 def test_download_ett_pinned(isolated, serve, tmp_path):

@@ -204,11 +204,14 @@ def test_download_is_checked_and_reused(isolated, monkeypatch):
     root = data_root("mnist")
     seen = []
 
-    def fake_urlopen(url, timeout=None):
-        seen.append(url)
-        return open(root / "mnist" / url.rsplit("/", 1)[-1], "rb")
+    def fake_downloader(url, timeout):
+        def download(url, output_file, pooch_obj=None):
+            seen.append(url)
+            _locate._copy_file_url((root / "mnist" / url.rsplit("/", 1)[-1]).as_uri(), output_file)
 
-    monkeypatch.setattr(_locate, "_urlopen", fake_urlopen)
+        return download
+
+    monkeypatch.setattr(_locate, "_downloader", fake_downloader)
     data = D.load_mnist("test", data_dir=isolated, download=True)
     assert np.bincount(data.labels).tolist() == MNIST_TEST_COUNTS
     assert sorted(p.name for p in (isolated / "mnist").iterdir()) == [

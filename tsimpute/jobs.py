@@ -30,7 +30,6 @@ the file (and for Parquet the row group) and nothing is written.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import resource
@@ -44,6 +43,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .checksums import sha256_file
 from .distributed import barrier, distributed_rank, process_group
 from .io import _require_pyarrow, read_table, table_format, write_table
 
@@ -95,11 +95,7 @@ def find_parts(source: str | os.PathLike[str]) -> list[Path]:
 
 def fingerprint(path: Path) -> str:
     """sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 # ----------------------------------------------------------------------------- checks

@@ -14,13 +14,13 @@ Loaders return plain numpy / pandas objects (no torch):
 Where files are looked for
 --------------------------
 Every loader takes ``data_dir`` and searches, in order: the argument; ``$TSIMPUTE_DATA_DIR``;
-``~/.cache/tsimpute``; ``../shared/data`` from the working directory; ``shared/data`` beside
-the repository checkout. The layout below a root is ``physionet2012/set-a.tar.gz``,
+the user cache (:func:`tsimpute.cache.cache_dir`: ``$TSIMPUTE_CACHE_DIR``, else ``~/.cache/tsimpute`` on Linux);
+``../shared/data`` from the working directory. The layout below a root is ``physionet2012/set-a.tar.gz``,
 ``pm25/SampleData/pm25_ground.txt``, ``beijing_multisite_air_quality/PRSA_Data_20130301-20170228.tar.gz``,
 ``ett/ETTh1.csv.gz``, ``mnist/train-images-idx3-ubyte.gz`` and so on. Files are checked against
 pinned sha256 hashes (a mismatch raises ``ValueError``); a missing file raises ``FileNotFoundError``
 listing the places searched and the official URL. ``download=True`` (or :func:`download_dataset`) fetches official files
-into ``data_dir`` or ``~/.cache/tsimpute``.
+into ``data_dir`` or the user cache.
 
 A real subset of PhysioNet 2012 set-a (ODC-By 1.0) ships with the package, so
 ``load_physionet()`` works without any data folder (with a :class:`SampleDataWarning`).

@@ -9,9 +9,9 @@ raises, it is never skipped):
 1. the ``data_dir`` argument;
 2. the environment variable ``TSIMPUTE_DATA_DIR`` (several roots may be joined with
    ``os.pathsep``);
-3. the user cache ``~/.cache/tsimpute`` (where downloads go by default);
-4. ``../shared/data`` relative to the current working directory;
-5. ``shared/data`` beside the repository checkout (``<repo>/../shared/data``).
+3. the user cache (:func:`tsimpute.cache.cache_dir`: ``$TSIMPUTE_CACHE_DIR``, else the platform's user
+   cache folder, ``~/.cache/tsimpute`` on Linux), where downloads go by default;
+4. ``../shared/data`` relative to the current working directory.
 
 The layout under a root mirrors the shared data folder, e.g.
 ``physionet2012/set-a.tar.gz`` or ``ett/ETTh1.csv.gz``.
@@ -23,19 +23,31 @@ naming the file and both hashes, unless a sidecar ``<file>.sha256`` written by
 :func:`fetch_url` records the actual hash: official archives that are not byte-identical to the
 pinned copies (their hash is not known in advance) are accepted on that basis, "trust on first
 download". Hashes are computed once per process per (path, size, mtime).
+
+Downloads
+---------
+:func:`fetch_url` downloads with pooch (:func:`pooch.retrieve`: streamed to a temporary file, checked
+against the pinned sha256 before it takes the file's name); ``file://`` URLs are copied.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import logging
 import os
 import shutil
+import tempfile
+import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+import pooch
+
+from ..cache import cache_dir
+from ..checksums import sha256_file as _sha256_uncached
 
 logger = logging.getLogger("tsimpute.datasets")
 
@@ -45,9 +57,6 @@ DOWNLOAD_HINT = (
     "`tsimpute datasets --download {name}`, or put the file in one of the places above "
     "(or point TSIMPUTE_DATA_DIR at a folder that has it)."
 )
-
-#: The opener used for downloads; tests replace it (no test touches the network).
-_urlopen: Callable[..., IO[bytes]] = urllib.request.urlopen
 
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
@@ -136,19 +145,15 @@ class DatasetInfo:
 
 # ----------------------------------------------------------------------------- search roots
 def user_cache_dir() -> Path:
-    """Return the user cache folder ``~/.cache/tsimpute`` (not created).
+    """Return tsimpute's user cache folder (not created): see :func:`tsimpute.cache.cache_dir`.
 
     Returns
     -------
     pathlib.Path
-        The folder downloads and parsed caches go to by default.
+        The folder downloads and parsed caches go to by default: ``$TSIMPUTE_CACHE_DIR``, else the
+        platform's user cache folder (``~/.cache/tsimpute`` on Linux).
     """
-    return Path.home() / ".cache" / "tsimpute"
-
-
-def _repo_shared_dir() -> Path:
-    # <X>/main/tsimpute/datasets/_locate.py -> parents[3] == <X>
-    return Path(__file__).resolve().parents[3] / "shared" / "data"
+    return cache_dir()
 
 
 def search_roots(data_dir: str | os.PathLike[str] | None = None) -> list[tuple[Path, str]]:
@@ -174,7 +179,6 @@ def search_roots(data_dir: str | os.PathLike[str] | None = None) -> list[tuple[P
             roots.append((Path(part.strip()).expanduser(), f"${ENV_VAR}"))
     roots.append((user_cache_dir(), "user cache"))
     roots.append((Path.cwd().parent / "shared" / "data", "../shared/data from the working directory"))
-    roots.append((_repo_shared_dir(), "shared/data beside the repository"))
     seen: set[str] = set()
     unique: list[tuple[Path, str]] = []
     for root, why in roots:
@@ -197,19 +201,14 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     Returns
     -------
     str
-        Lower-case hex digest.
+        Lower-case hex digest (:func:`tsimpute.checksums.sha256_file`).
     """
     p = Path(path).resolve()
     st = p.stat()
     key = (str(p), st.st_size, st.st_mtime_ns)
     digest = _HASH_CACHE.get(key)
     if digest is None:
-        h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        digest = h.hexdigest()
-        _HASH_CACHE[key] = digest
+        digest = _HASH_CACHE[key] = _sha256_uncached(p)
     return digest
 
 
@@ -355,15 +354,46 @@ def download_root(data_dir: str | os.PathLike[str] | None = None) -> Path:
 
 
 # ----------------------------------------------------------------------------- downloading
+def _copy_file_url(url: str, output_file: str, pooch_obj: Any = None) -> None:
+    """A pooch downloader for ``file://`` URLs (pooch has none): copy the local file."""
+    shutil.copyfile(urllib.request.url2pathname(urllib.parse.urlsplit(url).path), output_file)
+
+
+def _downloader(url: str, timeout: float) -> Callable[..., Any]:
+    """The pooch downloader for ``url`` (tests replace this function: no test touches the network)."""
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme == "file":
+        return _copy_file_url
+    if scheme in ("http", "https"):
+        return pooch.HTTPDownloader(progressbar=False, timeout=timeout)
+    return pooch.downloaders.choose_downloader(url)  # ftp, sftp, doi; a ValueError names an unknown protocol
+
+
+@contextlib.contextmanager
+def _pooch_info_silenced() -> Iterator[None]:
+    """pooch logs each download at INFO through its own stderr handler; this module logs it instead."""
+    pooch_logger = pooch.get_logger()
+    level = pooch_logger.level
+    pooch_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        pooch_logger.setLevel(level)
+
+
 def fetch_url(
     url: str, dest: str | os.PathLike[str], *, sha256: str | None = None, timeout: float = 60.0
 ) -> Path:
     """Download ``url`` to ``dest`` atomically and check or record its sha256.
 
+    The file is downloaded by :func:`pooch.retrieve` into a temporary folder beside ``dest`` (pooch checks the
+    pinned hash before the file takes its name) and then moved onto ``dest``, so an existing ``dest`` is replaced
+    only by a complete, verified download.
+
     Parameters
     ----------
     url : str
-        Source (any scheme :func:`urllib.request.urlopen` handles, ``file://`` included).
+        Source: ``http``, ``https``, ``ftp`` or ``file://``.
     dest : str or path-like
         Destination file; parent folders are created.
     sha256 : str, optional
@@ -378,29 +408,24 @@ def fetch_url(
     pathlib.Path
         ``dest``.
     """
+    if not isinstance(dest, str | os.PathLike):
+        raise TypeError(f"dest must be a str or path-like, got {type(dest).__name__}")
     dest = Path(dest)
+    downloader = _downloader(url, timeout)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    h = hashlib.sha256()
     logger.info("downloading %s -> %s", url, dest)
-    try:
-        with _urlopen(url, timeout=timeout) as resp, open(part, "wb") as out:
-            for chunk in iter(lambda: resp.read(1 << 20), b""):
-                h.update(chunk)
-                out.write(chunk)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    actual = h.hexdigest()
-    if sha256 is not None and actual != sha256:
-        part.unlink(missing_ok=True)
-        raise ValueError(
-            f"Checksum mismatch for {url} (downloaded to {dest}): expected sha256 {sha256}, got {actual}"
-        )
-    os.replace(part, dest)
+    known_hash = None if sha256 is None else f"sha256:{sha256}"
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.") as tmp, _pooch_info_silenced():
+        try:
+            got = pooch.retrieve(url, known_hash, fname=dest.name, path=tmp, downloader=downloader,
+                                 progressbar=False)
+        except ValueError as exc:  # pooch's hash check (the download is already deleted)
+            raise ValueError(f"Checksum mismatch for {url} (downloaded to {dest}): expected sha256 {sha256}; "
+                             f"{exc}") from exc
+        os.replace(got, dest)
     side = _sidecar(dest)
     if sha256 is None:
-        side.write_text(f"{actual}  {dest.name}\n")
+        side.write_text(f"{sha256_file(dest)}  {dest.name}\n")
     else:
         side.unlink(missing_ok=True)
     return dest
@@ -433,8 +458,8 @@ def write_verified(data: bytes | IO[bytes], dest: Path, expected: str | None, wh
             out.write(data)
         else:
             shutil.copyfileobj(data, out)
-    actual = sha256_file(part)
     os.replace(part, dest)
+    actual = sha256_file(dest)
     side = _sidecar(dest)
     if expected is not None and actual == expected:
         side.unlink(missing_ok=True)

@@ -8,7 +8,8 @@ bfloat16 tensors (exponentials to 1.2e-7 relative error, 4e-5 for bfloat16 outpu
 zero), forward only: the models call them in inference only, never where autograd records.
 
 The source is compiled on first use with the system's C++ compiler (``$CXX``, else ``c++``/``g++``/``clang++``)
-for this machine's CPU, and cached under ``$TSIMPUTE_CACHE_DIR/kernels`` (default ``~/.cache/tsimpute``).
+for this machine's CPU, and cached in ``kernels/`` under tsimpute's cache folder (:func:`tsimpute.cache.cache_dir`:
+``$TSIMPUTE_CACHE_DIR``, else the user cache folder, ``~/.cache/tsimpute`` on Linux).
 Where no compiler is found or compiling fails, :func:`available` is False, a warning says why once, and
 the models use their ATen path. ``TSIMPUTE_NATIVE=0`` disables the kernels; ``TSIMPUTE_NATIVE_ARCH=0`` builds
 them for any CPU of the architecture (no ``-march=native``: no AVX-512 or bfloat16 instructions).
@@ -34,6 +35,8 @@ from pathlib import Path
 
 import torch
 
+from ..cache import cache_dir as _cache_root
+
 SOURCE = Path(__file__).with_name("cpu_kernels.cpp")
 _FLAGS = ["-O3", "-std=c++17", "-ffp-contract=fast", "-fPIC", "-shared"]
 _DTYPES = {torch.float32: 0, torch.bfloat16: 1}
@@ -41,11 +44,8 @@ _MIN_UNITS_PER_THREAD = 8
 
 
 def cache_dir() -> Path:
-    """Where compiled kernels are kept: ``$TSIMPUTE_CACHE_DIR/kernels``, else ``$XDG_CACHE_HOME/tsimpute/kernels``."""
-    root = os.environ.get("TSIMPUTE_CACHE_DIR")
-    if root:
-        return Path(root) / "kernels"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tsimpute" / "kernels"
+    """Where compiled kernels are kept: ``kernels/`` in tsimpute's cache folder (:func:`tsimpute.cache.cache_dir`)."""
+    return _cache_root() / "kernels"
 
 
 def _compiler() -> str | None:

@@ -15,15 +15,19 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-IMAGE_EXTRA_HINT = 'the image backend needs diffusers: pip install "tsimpute[image]" (or pip install diffusers)'
+IMAGE_EXTRA_HINT = 'pip install "tsimpute[image]" (or pip install diffusers)'
 
 
 def require_diffusers():
-    """Import diffusers' ``UNet2DModel``, or raise an ImportError that says how to install it."""
+    """Import diffusers' ``UNet2DModel``, or raise an ImportError that keeps the cause and says how to install it.
+
+    The message quotes the original import error: diffusers may be installed but fail to import (e.g. with an
+    incompatible huggingface_hub), and then reinstalling the extra is not the fix.
+    """
     try:
         from diffusers import UNet2DModel
     except ImportError as err:
-        raise ImportError(IMAGE_EXTRA_HINT) from err
+        raise ImportError(f"the image backend needs diffusers (import failed: {err}): {IMAGE_EXTRA_HINT}") from err
     return UNet2DModel
 
 
