@@ -9,7 +9,6 @@ their sha256 before use. Other CSDI checkpoints (a ``model.pth`` saved by CSDI's
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 import yaml
 
+from .checksums import sha256_file
 from .data import resolve_window
 from .denoisers import SeriesDenoiser
 from .estimator import resolve_device
@@ -99,14 +99,6 @@ def read_csdi_config(config: str | os.PathLike[str] | Mapping | None) -> CSDISet
         raise ValueError(f"cannot read the CSDI configuration: {exc}") from None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_csdi_state(path: str | os.PathLike[str] | None = None) -> tuple[dict[str, torch.Tensor], Path]:
     """Load a CSDI state_dict (``torch.load(weights_only=True)``) and the path it came from.
 
@@ -119,7 +111,7 @@ def read_csdi_state(path: str | os.PathLike[str] | None = None) -> tuple[dict[st
         p = p / _WEIGHTS
     if not p.is_file():
         raise FileNotFoundError(f"no CSDI weights at {str(p)!r}")
-    if packaged and (digest := _sha256(p)) != CSDI_PHYSIONET_SHA256:
+    if packaged and (digest := sha256_file(p)) != CSDI_PHYSIONET_SHA256:
         raise ValueError(f"the packaged CSDI weights {str(p)!r} are damaged: sha256 {digest}, "
                          f"expected {CSDI_PHYSIONET_SHA256}; reinstall tsimpute")
     try:
