@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tsimpute import Imputer
-from tsimpute.calibration import SpreadCalibration, fit_spread_calibration
+from tsimpute.calibration import LEVELS, SpreadCalibration, fit_spread_calibration
 from tsimpute.metrics import coverage
 
 from .conftest import TINY
@@ -26,22 +26,43 @@ def _draws(n_windows=40, k=2, length=24, n=200, spread=(1.0, 1.0), truth=(2.0, 0
 
 def test_factors_undo_a_known_miscalibration_per_feature():
     samples, target, hidden, cond = _draws()
-    cal = fit_spread_calibration(samples, target, hidden, cond, level=0.9)
-    # the truth is 2x (feature 0) and 0.5x (feature 1) as wide as the samples: every gap range sees the same
-    assert cal.factors.shape == (2, 4) and cal.counts.sum() == int(hidden.sum())
-    assert np.all(np.abs(cal.factors[0][cal.counts[0] >= 30] - 2.0) < 0.25)
-    assert np.all(np.abs(cal.factors[1][cal.counts[1] >= 30] - 0.5) < 0.07)
-    # on fresh draws of the same kind, the rescaled 90% band covers 90%, the raw one does not
-    fresh, truth, hidden2, cond2 = _draws(seed=1)
+    cal = fit_spread_calibration(samples, target, hidden, cond)
+    # the truth is 2x (feature 0) and 0.5x (feature 1) as wide as the samples, at every level and gap range
+    assert cal.factors.shape == (2, 4, len(LEVELS)) and cal.counts.sum() == int(hidden.sum())
+    assert np.all(np.abs(cal.factors[0][cal.counts[0] >= 100] - 2.0) < 0.3)
+    assert np.all(np.abs(cal.factors[1][cal.counts[1] >= 100] - 0.5) < 0.08)
+    # on fresh draws of the same kind, each feature's rescaled bands cover their level, the raw ones do not
+    fresh, truth, hidden2, cond2 = _draws(n_windows=120, seed=1)
+    out = cal.apply(fresh, cond2)
+    for k in (0, 1):
+        mask = hidden2[:, k].numpy() > 0
+        for level in (0.5, 0.9):
+            raw = coverage(fresh[:, :, k].numpy(), truth[:, k].numpy(), mask, level=level)
+            fixed = coverage(out[:, :, k].numpy(), truth[:, k].numpy(), mask, level=level)
+            assert abs(fixed - level) < 0.04 and abs(raw - level) > 0.09
+
+
+def test_heavy_tails_get_a_factor_per_level():
+    samples, target, hidden, cond = _draws(n_windows=120, truth=(1.0, 1.0))
+    g = torch.Generator().manual_seed(2)
+    heavy = torch.randn(target.shape, generator=g, dtype=torch.float64) / torch.rand(
+        target.shape, generator=g, dtype=torch.float64).clamp(min=0.05).sqrt()  # a heavy-tailed truth
+    cal = fit_spread_calibration(samples, heavy, hidden, cond)
+    assert cal.factors[0, 0, -1] > 1.3 * cal.factors[0, 0, 2]  # the 95% band grows more than the 50% band
+    fresh, _, hidden2, cond2 = _draws(n_windows=120, seed=3)
+    truth2 = torch.randn(hidden2.shape, generator=g, dtype=torch.float64) / torch.rand(
+        hidden2.shape, generator=g, dtype=torch.float64).clamp(min=0.05).sqrt()
+    out = cal.apply(fresh, cond2).numpy()
     mask = hidden2.numpy() > 0
-    raw = coverage(fresh.numpy(), truth.numpy(), mask)
-    fixed = coverage(cal.apply(fresh, cond2).numpy(), truth.numpy(), mask)
-    assert abs(fixed - 0.9) < 0.03 and abs(raw - 0.9) > 0.1
+    for level in (0.5, 0.9):
+        assert abs(coverage(out, truth2.numpy(), mask, level=level) - level) < 0.03
+    # ranks are kept: the same sample is the smallest before and after
+    assert torch.equal(torch.as_tensor(out).argsort(0)[:, 0, 0, 1], fresh.argsort(0)[:, 0, 0, 1])
 
 
 def test_apply_keeps_the_median_and_the_given_entries():
     samples, target, hidden, cond = _draws(n=9)
-    cal = SpreadCalibration(np.full((2, 4), 3.0), np.zeros((2, 4), dtype=int), 0.9)
+    cal = SpreadCalibration(np.full((2, 4, len(LEVELS)), 3.0), np.zeros((2, 4), dtype=int))
     out = cal.apply(samples, cond)
     torch.testing.assert_close(out.median(0).values, samples.median(0).values)
     assert torch.equal(out[:, cond.bool()], samples[:, cond.bool()])
@@ -52,12 +73,12 @@ def test_apply_keeps_the_median_and_the_given_entries():
 
 def test_small_groups_take_their_features_or_the_overall_factor():
     samples, target, hidden, cond = _draws(n_windows=2, length=24)  # 24 hidden entries per feature
-    cal = fit_spread_calibration(samples, target, hidden, cond, level=0.9, min_count=30)
-    assert np.all(cal.factors == cal.factors[0, 0])  # one overall factor for all
+    cal = fit_spread_calibration(samples, target, hidden, cond, min_count=30)
+    assert np.all(cal.factors == cal.factors[:1, :1])  # the overall factors for all
     with pytest.raises(ValueError, match="at least 100 hidden"):
         fit_spread_calibration(samples, target, hidden, cond, min_count=100)
-    with pytest.raises(ValueError, match="level"):
-        fit_spread_calibration(samples, target, hidden, cond, level=1.0)
+    with pytest.raises(ValueError, match="levels"):
+        fit_spread_calibration(samples, target, hidden, cond, levels=(0.5, 1.0))
     with pytest.raises(ValueError, match="2 samples"):
         fit_spread_calibration(samples[:1], target, hidden, cond)
 

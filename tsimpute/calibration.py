@@ -1,21 +1,25 @@
-"""Recalibration of the predictive spread: split-conformal scale factors per feature and gap length.
+"""Recalibration of the predictive spread: split-conformal scale factors per feature, gap length and level.
 
 A diffusion sampler that skips steps, or a network trained briefly, draws samples whose spread is too narrow
 (or too wide): their central bands hold fewer (more) of the true values than their nominal level. This module
 learns, on observed values hidden from the model (held-out windows), how much the samples' spread around their
-median must be scaled so that the central ``level`` band covers ``level`` of the truth, and applies it:
+median must be scaled so that the central band of each level ``l`` covers ``l`` of the truth, and applies it:
 
-- the *score* of a hidden entry is the factor by which its band, scaled about the samples' median, must grow
-  (or may shrink) to reach the true value: ``max((y - m) / (hi - m), (m - y) / (m - lo))``;
-- the factor of a group of entries is the split-conformal quantile of their scores, the
-  ``ceil((n + 1) level) / n`` empirical quantile (Vovk et al. 2005; Romano et al. 2019's scaled intervals): on
-  exchangeable data the scaled band then covers at least ``level`` of new entries;
+- the *score* of a hidden entry at level ``l`` is the factor by which its central ``l`` band, scaled about the
+  samples' median ``m``, must grow (or may shrink) to reach the true value ``y``:
+  ``max((y - m) / (hi - m), (m - y) / (m - lo))``;
+- the factor of a group of entries at level ``l`` is the split-conformal quantile of their scores, the
+  ``ceil((n + 1) l) / n`` empirical quantile (Vovk et al. 2005; Romano et al. 2019's scaled intervals): on
+  exchangeable data the scaled band then covers at least ``l`` of new entries;
+- one factor per level of :data:`LEVELS`, because errors are often heavier-tailed than the samples (a single
+  factor that fixes the 90% band then over-widens the 50% band); a sample is scaled by the factor of the central
+  level it sits at (its rank), interpolated between the levels, with the samples' order kept;
 - groups are a feature and a range of distance from the given values (:data:`GAP_EDGES` of
   :func:`~tsimpute.diffusion.conditioning.gap_distance`: a single missing hour is not a long gap); a group with
-  fewer than ``min_count`` entries takes its feature's factor, and a feature with too few the overall one.
+  fewer than ``min_count`` entries takes its feature's factors, and a feature with too few the overall ones.
 
-Scaling every sample about the per-entry median keeps the median (``transform`` is unchanged) and scales every
-quantile by the same factor, so bands of any level move together.
+The per-entry median is kept (``transform`` is unchanged) and every sample keeps its rank among the samples of
+its entry (a draw stays one draw across entries, for multiple imputation).
 """
 
 from __future__ import annotations
@@ -28,10 +32,12 @@ import torch
 
 from .diffusion.conditioning import gap_distance
 
-__all__ = ["GAP_EDGES", "SpreadCalibration", "fit_spread_calibration"]
+__all__ = ["GAP_EDGES", "LEVELS", "SpreadCalibration", "fit_spread_calibration"]
 
 #: Edges of the gap-distance ranges (``gap_distance`` is 1/2 for a single missing entry).
 GAP_EDGES = (0.5, 2.0, 8.0)
+#: Central levels that get a factor of their own.
+LEVELS = (0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.95)
 
 
 def _gap_bins(cond_mask: torch.Tensor) -> np.ndarray:
@@ -41,43 +47,71 @@ def _gap_bins(cond_mask: torch.Tensor) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SpreadCalibration:
-    """Scale factors of the samples' spread, ``factors[k, b]`` for feature ``k`` and gap range ``b``.
+    """Scale factors of the samples' spread, ``factors[k, b, j]`` for feature ``k``, gap range ``b`` and central
+    level ``levels[j]``.
 
-    ``level`` is the nominal level they were fitted for, ``counts`` the held-out entries behind each group and
-    ``sampling`` the sampling settings they describe (set by the estimator).
+    ``counts`` are the held-out entries behind each group and ``sampling`` the sampling settings the factors
+    describe (set by the estimator).
     """
 
     factors: np.ndarray
     counts: np.ndarray
-    level: float
+    levels: tuple[float, ...] = LEVELS
     sampling: dict | None = None
 
     def apply(self, samples: torch.Tensor, cond_mask: torch.Tensor) -> torch.Tensor:
-        """Samples ``(n, N, K, L)`` of windows given ``cond_mask (N, K, L)``, scaled about their per-entry median,
-        in float64 (so that the median stays what it was).
+        """Samples ``(n, N, K, L)`` of windows given ``cond_mask (N, K, L)``, rescaled about their per-entry
+        median, in float64 (so that the median stays what it was).
 
-        Entries that are given (all samples equal) are unchanged.
+        The sample of rank ``j`` (of ``n``) sits at the central level ``|2 j / (n - 1) - 1|`` (numpy's linear
+        quantiles), and is moved away from (or towards) the median by that level's factor, interpolated between
+        :attr:`levels`; distances stay ordered, so every sample keeps its rank. Given entries (all samples
+        equal) are unchanged.
         """
         if samples.shape[-2] != self.factors.shape[0]:
             raise ValueError(f"the calibration has {self.factors.shape[0]} features, the samples "
                              f"{samples.shape[-2]}")
-        bins = _gap_bins(cond_mask)
-        k = np.arange(self.factors.shape[0])[None, :, None]
-        factor = torch.as_tensor(self.factors[k, bins], dtype=torch.float64, device=samples.device)
-        samples = samples.double()
-        ordered = samples.sort(dim=0).values
         n = samples.shape[0]
+        x = samples.double()
+        if n < 2:
+            return x
+        bins = torch.as_tensor(_gap_bins(cond_mask), device=x.device)
+        table = torch.as_tensor(self.factors, dtype=torch.float64, device=x.device)  # (K, B, J)
+        k = torch.arange(table.shape[0], device=x.device).view(1, -1, 1)
+        per_entry = table[k, bins]  # (N, K, L, J)
+        order = x.argsort(dim=0)
+        ranks = order.argsort(dim=0).double()
+        level = (2 * ranks / (n - 1) - 1).abs()  # (n, N, K, L)
+        factor = _interpolate(level, torch.as_tensor(self.levels, dtype=torch.float64, device=x.device), per_entry)
+        ordered = x.gather(0, order)
         median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
-        return median + factor * (samples - median)
+        distance = factor * (x - median)
+        # keep the order: along each side of the median, distances only grow with the rank
+        d_sorted = distance.gather(0, order)
+        upper = torch.cummax(d_sorted.clamp(min=0), dim=0).values
+        lower = -torch.cummax((-d_sorted).clamp(min=0).flip(0), dim=0).values.flip(0)
+        d_sorted = torch.where(d_sorted >= 0, upper, lower)
+        return median + torch.empty_like(distance).scatter_(0, order, d_sorted)
 
     def to_dict(self) -> dict:
-        return {"factors": self.factors.tolist(), "counts": self.counts.tolist(), "level": float(self.level),
+        return {"factors": self.factors.tolist(), "counts": self.counts.tolist(), "levels": list(self.levels),
                 "sampling": self.sampling}
 
     @classmethod
     def from_dict(cls, d: dict) -> SpreadCalibration:
         return cls(np.asarray(d["factors"], dtype=np.float64), np.asarray(d["counts"], dtype=np.int64),
-                   float(d["level"]), d.get("sampling"))
+                   tuple(float(v) for v in d["levels"]), d.get("sampling"))
+
+
+def _interpolate(level: torch.Tensor, grid: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear ``values`` (..., J) at the grid ``grid`` (J,), read at ``level`` (n, ...), flat outside."""
+    j = torch.bucketize(level.clamp(grid[0], grid[-1]), grid).clamp(1, len(grid) - 1)
+    lo_g, hi_g = grid[j - 1], grid[j]
+    w = ((level.clamp(grid[0], grid[-1]) - lo_g) / (hi_g - lo_g)).clamp(0, 1)
+    v = values.unsqueeze(0).expand(level.shape[0], *values.shape)
+    lo_v = v.gather(-1, (j - 1).unsqueeze(-1)).squeeze(-1)
+    hi_v = v.gather(-1, j.unsqueeze(-1)).squeeze(-1)
+    return lo_v + w * (hi_v - lo_v)
 
 
 def _conformal_factor(scores: np.ndarray, level: float) -> float:
@@ -87,40 +121,48 @@ def _conformal_factor(scores: np.ndarray, level: float) -> float:
 
 
 def fit_spread_calibration(samples: torch.Tensor, target: torch.Tensor, hidden: torch.Tensor,
-                           cond_mask: torch.Tensor, level: float = 0.9, min_count: int = 30,
+                           cond_mask: torch.Tensor, levels: tuple[float, ...] = LEVELS, min_count: int = 100,
                            max_factor: float = 100.0) -> SpreadCalibration:
     """Fit :class:`SpreadCalibration` from samples ``(n, N, K, L)`` of hidden entries ``hidden (N, K, L)``
     (true values ``target``) of windows given ``cond_mask``.
 
-    Raises ValueError when fewer than ``min_count`` entries are hidden in all, or ``level`` is not in (0, 1).
+    Raises ValueError when fewer than ``min_count`` entries are hidden in all, or a level is not in (0, 1).
     """
-    if not 0 < level < 1:
-        raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}")
+    levels = tuple(float(v) for v in levels)
+    if not levels or any(not 0 < v < 1 for v in levels) or list(levels) != sorted(set(levels)):
+        raise ValueError(f"levels must be increasing numbers strictly between 0 and 1, got {levels!r}")
     if samples.shape[0] < 2:
         raise ValueError("a spread calibration needs at least 2 samples per entry")
-    s = samples.detach().double().cpu().numpy()
-    lo, m, hi = np.quantile(s, [(1 - level) / 2, 0.5, (1 + level) / 2], axis=0)
-    y = target.detach().double().cpu().numpy()
-    eps = 1e-12
-    up = (y - m) / np.maximum(hi - m, eps)
-    down = (m - y) / np.maximum(m - lo, eps)
-    score = np.clip(np.maximum(up, down), 0.0, None)
     sel = hidden.detach().cpu().numpy() > 0
-    n_features, n_bins = samples.shape[-2], len(GAP_EDGES) + 1
     total = int(sel.sum())
     if total < min_count:
         raise ValueError(f"a spread calibration needs at least {min_count} hidden entries, got {total}")
-    bins = _gap_bins(cond_mask)
-    feature = np.broadcast_to(np.arange(n_features)[None, :, None], sel.shape)
-    overall = min(_conformal_factor(score[sel], level), max_factor)
-    factors = np.full((n_features, n_bins), overall)
+    s = samples.detach().double().cpu().numpy()[:, sel]  # (n, entries)
+    y = target.detach().double().cpu().numpy()[sel]
+    n_features, n_bins = samples.shape[-2], len(GAP_EDGES) + 1
+    feature = np.broadcast_to(np.arange(n_features)[None, :, None], sel.shape)[sel]
+    bins = _gap_bins(cond_mask)[sel]
+    m = np.quantile(s, 0.5, axis=0)
+    eps = 1e-12
+    scores = []
+    for lv in levels:
+        lo, hi = np.quantile(s, [(1 - lv) / 2, (1 + lv) / 2], axis=0)
+        up = (y - m) / np.maximum(hi - m, eps)
+        down = (m - y) / np.maximum(m - lo, eps)
+        scores.append(np.clip(np.maximum(up, down), 0.0, None))
+
+    def factors_of(where: np.ndarray) -> np.ndarray:
+        return np.array([min(_conformal_factor(sc[where], lv), max_factor) for sc, lv in zip(scores, levels,
+                                                                                             strict=True)])
+
+    overall = factors_of(np.ones(len(y), dtype=bool))
+    factors = np.empty((n_features, n_bins, len(levels)))
     counts = np.zeros((n_features, n_bins), dtype=np.int64)
     for k in range(n_features):
-        in_k = sel & (feature == k)
-        base = min(_conformal_factor(score[in_k], level), max_factor) if in_k.sum() >= min_count else overall
+        in_k = feature == k
+        base = factors_of(in_k) if in_k.sum() >= min_count else overall
         for b in range(n_bins):
             cell = in_k & (bins == b)
             counts[k, b] = int(cell.sum())
-            factors[k, b] = min(_conformal_factor(score[cell], level), max_factor) if counts[k, b] >= min_count \
-                else base
-    return SpreadCalibration(factors, counts, float(level))
+            factors[k, b] = factors_of(cell) if counts[k, b] >= min_count else base
+    return SpreadCalibration(factors, counts, levels)

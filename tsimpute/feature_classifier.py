@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from ._image_inputs import _image_batch, _label_vector
 from .threads import torch_threads as _torch_threads
@@ -199,7 +200,8 @@ class FeatureClassifier:
         batch_size: int,
         verbose: bool,
     ) -> None:
-        for epoch in range(epochs):
+        bar = tqdm(range(epochs), desc="feature classifier", unit="epoch", disable=not verbose, leave=False)
+        for _epoch in bar:
             order = torch.from_numpy(rng.permutation(len(xt)))
             total = 0.0
             for start in range(0, len(order), batch_size):
@@ -209,8 +211,7 @@ class FeatureClassifier:
                 loss.backward()
                 opt.step()
                 total += loss.item() * len(idx)
-            if verbose:
-                print(f"epoch {epoch + 1}/{epochs}: loss {total / len(order):.4f}")
+            bar.set_postfix(loss=f"{total / len(order):.4f}")
 
     # -- inference -----------------------------------------------------------------------------------------
     def _forward(self, images: Any, batch_size: int, features: bool) -> np.ndarray:

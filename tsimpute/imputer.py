@@ -184,9 +184,10 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         low-noise step cannot push samples far off the data. ``None`` disables clipping. Non-finite or
         exploding samples are never returned: sampling raises an error that names the settings.
     calibration : {"conformal"} or None, default=None
-        ``"conformal"``: after training, learn how much the samples' spread must be scaled (per feature and
-        gap length) for their central 90% band to hold 90% of observed values hidden from the model in the
-        validation windows (split conformal; :meth:`calibrate`, :mod:`tsimpute.calibration`). The median
+        ``"conformal"``: after training, learn how much the samples' spread must be scaled (per feature, gap
+        length and level) for their central bands (20% to 95%) to hold their share of observed values hidden
+        from the model in the validation windows (split conformal; :meth:`calibrate`,
+        :mod:`tsimpute.calibration`). The median
         (``transform``) is unchanged; ``sample`` and ``predict_quantiles`` return the rescaled spread. None: the
         sampler's own spread.
     verbose : bool, default=True
@@ -607,26 +608,24 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         return {"steps": [int(t) for t in self.inference_steps()], "chain": self.chain, "sampler": self.sampler,
                 "eta": float(self.eta) if self.sampler == "ddim" else None}
 
-    def calibrate(self, X, n_samples: int | None = None, level: float = 0.9) -> Imputer:
+    def calibrate(self, X, n_samples: int | None = None) -> Imputer:
         """Learn how much the samples' spread must be scaled for central bands to hold their nominal share.
 
         Some observed values of ``X`` (20% of each window's, at most 256 windows) are hidden from the model and
         imputed with the current sampling settings and ``n_samples`` samples (default ``n_samples``); the
-        split-conformal factor per feature and gap length that makes the central ``level`` band cover
-        ``level`` of them is stored in ``calibration_`` (:mod:`tsimpute.calibration`) and applied by
-        :meth:`sample`, :meth:`predict_quantiles` (and so :meth:`transform`, whose median it keeps) as long as
-        the sampling settings stay the same. Use data the model was not trained on (held-out series, or a
-        later period); on training data the factors come out too small. Returns ``self``.
+        split-conformal factors per feature, gap length and central level (20% to 95%) that make each band
+        cover its level of them are stored in ``calibration_`` (:mod:`tsimpute.calibration`) and applied by
+        :meth:`sample` and :meth:`predict_quantiles` (:meth:`transform`'s median is kept) as long as the
+        sampling settings stay the same. Use data the model was not trained on (held-out series, or a later
+        period); on training data the factors come out too small. Returns ``self``.
         """
         check_is_fitted(self, "model_")
-        if not (isinstance(level, Real) and 0 < level < 1):
-            raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}")
         frame, _ = self._validated_frame(X, reset=False)
         data = window_set(self._scaled_series(frame), self.window_, max(1, self.window_ // 2), device=self.device_)
-        self._fit_calibration(data, n_samples, float(level))
+        self._fit_calibration(data, n_samples)
         return self
 
-    def _fit_calibration(self, data: WindowSet, n_samples: int | None = None, level: float = 0.9) -> None:
+    def _fit_calibration(self, data: WindowSet, n_samples: int | None = None) -> None:
         n = self.n_samples if n_samples is None else n_samples
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
             raise ValueError(f"n_samples must be an integer >= 2 to calibrate the spread, got {n!r}")
@@ -641,7 +640,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
             sampler=self.sampler, eta=self.eta, generator=gen, batch_size=self.inference_batch_size,
             precision=self.precision, verbose=self.verbose, clip=self._clip_range(), limit=self._sample_limit(),
             antithetic=True)
-        fitted = fit_spread_calibration(result.samples, values.cpu(), hidden.cpu(), cond.cpu(), level=level)
+        fitted = fit_spread_calibration(result.samples, values.cpu(), hidden.cpu(), cond.cpu())
         self.calibration_ = replace(fitted, sampling=self._sampling_settings())
 
     def sample(self, X, n_samples: int | None = None, return_info: bool = False, antithetic: bool = False):
