@@ -53,17 +53,21 @@ def ddpm_variance(v: float):
 
 
 def settings_grid(steps: list[int], variances: list[float], etas: list[float], masked_variances: list[float],
-                  antithetic_variances: list[float]) -> list[dict]:
-    """The settings measured at each step count (50 steps: the full chain, where respaced = masked)."""
+                  antithetic_variances: list[float], full_variances: list[float]) -> list[dict]:
+    """The settings measured at each step count (50 steps: the full chain, where respaced = masked, with the
+    DDPM variances ``full_variances`` only)."""
     grid = []
     for k in steps:
-        chains = ["respaced"] if k == 50 else ["respaced", "masked"]
-        for chain in chains:
+        if k == 50:
+            grid += [dict(steps=k, chain="respaced", sampler="ddpm", variance=v, eta=0.0, antithetic=False)
+                     for v in full_variances]
+            continue
+        for chain in ("respaced", "masked"):
             vs = variances if chain == "respaced" else masked_variances
             grid += [dict(steps=k, chain=chain, sampler="ddpm", variance=v, eta=0.0, antithetic=False) for v in vs]
-        if k < 50:  # DDIM eta=1 is the DDPM update with variance 0 (tests/test_samplers.py): not repeated
-            grid += [dict(steps=k, chain="respaced", sampler="ddim", variance=0.0, eta=e, antithetic=False)
-                     for e in etas if e != 1.0]
+        # DDIM eta=1 is the DDPM update with variance 0 (tests/test_samplers.py): not repeated
+        grid += [dict(steps=k, chain="respaced", sampler="ddim", variance=0.0, eta=e, antithetic=False)
+                 for e in etas if e != 1.0]
         grid += [dict(steps=k, chain="respaced", sampler="ddpm", variance=v, eta=0.0, antithetic=True)
                  for v in antithetic_variances]
     return grid
@@ -99,7 +103,7 @@ def run(args) -> dict:
     steps = [int(k) for k in args.steps.split(",")]
     floats = lambda text: [float(x) for x in text.split(",") if x != ""]  # noqa: E731
     grid = settings_grid(steps, floats(args.variances), floats(args.etas), floats(args.masked_variances),
-                         floats(args.antithetic_variances))
+                         floats(args.antithetic_variances), floats(args.full_variances))
     task = build_task("physionet", get_profile("converged").replace(n_test=args.n_test, n_train=16),
                       data_dir=args.data_dir, source="full", statistics="csdi")
     mean, _ = csdi_physionet_scaler()
@@ -204,6 +208,7 @@ def main() -> None:
     ap.add_argument("--masked-variances", default="0,1", help="DDPM variances on the masked chain")
     ap.add_argument("--etas", default="0,0.5,1")
     ap.add_argument("--antithetic-variances", default="0", help="DDPM variances also sampled in antithetic pairs")
+    ap.add_argument("--full-variances", default="0,1", help="DDPM variances at 50 steps (the full chain)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", default=None)
