@@ -95,6 +95,7 @@ def run(args) -> dict:
     from tsimpute.benchmark import build_task, get_profile
     from tsimpute.benchmark.report import git_revision, machine_info
     from tsimpute.inference import tune_cpu_allocator
+    from tsimpute.precision import resolve_precision
     from tsimpute.pretrained import csdi_physionet_scaler
 
     torch.set_num_threads(args.threads)
@@ -116,7 +117,7 @@ def run(args) -> dict:
         "commit": git_revision(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine_info("cpu"),
-        "precision": imp.precision,
+        "precision": f"{imp.precision} (resolved: {resolve_precision(imp.precision, 'cpu')})",
         "task": task.info,
         "n_samples": args.n_samples,
         "seed": args.seed,
