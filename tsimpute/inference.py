@@ -20,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import WindowSet
-from .diffusion.samplers import NFECounter, antithetic_noise, get_sampler
+from .diffusion.samplers import NFECounter, antithetic_noise, check_variance, get_sampler
 from .diffusion.schedules import Chain
 from .precision import resolve_precision
 
@@ -140,6 +140,7 @@ def impute_windows(
     clip: tuple[torch.Tensor | float, torch.Tensor | float] | None = None,
     limit: float | None = None,
     antithetic: bool = False,
+    variance: float = 0.0,
 ) -> SamplingResult:
     """Draw ``n_samples`` imputations of every window of ``data`` with the reverse ``chain``.
 
@@ -165,6 +166,11 @@ def impute_windows(
     ``antithetic=True`` draws the samples of each window in antithetic pairs (every noise of one sample is
     the negated noise of another; :func:`~tsimpute.diffusion.samplers.antithetic_noise`): each sample keeps
     its distribution, and their median and quantiles vary less. Passes then hold an even number of samples.
+
+    ``variance`` (DDPM only): the variance of each update between kept steps, log-linear between the posterior
+    variance beta-tilde (0, the default) and beta (1) of the chain's step (see
+    :func:`~tsimpute.diffusion.samplers.sample_ddpm`); with few kept steps, beta-tilde makes the samples too
+    narrow. DDIM's noise is set by ``eta``: with ``sampler="ddim"`` a non-zero ``variance`` raises ValueError.
     """
     model = denoiser.net
     device = data.values.device
@@ -175,12 +181,16 @@ def impute_windows(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     sample_fn = get_sampler(sampler)
-    extra = {"eta": eta} if sampler == "ddim" else {}
+    variance = check_variance(variance)
+    if sampler != "ddpm" and variance != 0.0:
+        raise ValueError(f"variance applies to the 'ddpm' sampler only (got sampler={sampler!r}, "
+                         f"variance={variance!r}); DDIM's noise is set by eta")
+    extra = {"eta": eta} if sampler == "ddim" else {"variance": variance}
     extra["antithetic"] = antithetic
     if clip is not None:
         extra["clip"] = tuple(torch.as_tensor(c, dtype=torch.float32, device=device) for c in clip)
     settings = (f"sampler={sampler!r}, {len(chain)} steps, precision={resolve_precision(precision, device)!r}, "
-                f"clip={'on' if clip is not None else 'off'}")
+                f"clip={'on' if clip is not None else 'off'}" + (f", variance={variance:g}" if variance else ""))
     n_win = len(data)
     per_pass = min(n_samples, batch_size)
     if antithetic and per_pass > 1:

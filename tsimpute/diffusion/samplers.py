@@ -10,6 +10,7 @@ step is looked up in the chain, never computed.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 
 import torch
@@ -63,6 +64,31 @@ def _clipped_x0(x: torch.Tensor, eps: torch.Tensor, ab: float, clip: Clip) -> to
                          torch.as_tensor(hi, dtype=x0.dtype, device=x0.device))
 
 
+def check_variance(variance: float) -> float:
+    """Validate the DDPM ``variance`` interpolation weight: a real number in ``[0, 1]``; returns it as a float."""
+    if isinstance(variance, bool) or not isinstance(variance, numbers.Real) or not 0.0 <= float(variance) <= 1.0:
+        raise ValueError(f"variance must be a number in [0, 1] (0: posterior variance beta-tilde, 1: beta), "
+                         f"got {variance!r}")
+    return float(variance)
+
+
+def ddpm_variance(ab: float, ab_prev: float, variance: float = 0.0) -> float:
+    """Variance ``sigma^2`` of a DDPM update from ``abar = ab`` to ``abar = ab_prev`` (``ab < ab_prev <= 1``).
+
+    With ``beta = 1 - ab / ab_prev`` and the posterior variance ``beta~ = (1 - ab_prev) / (1 - ab) * beta``:
+    ``beta~`` for ``variance=0``, ``beta`` for ``variance=1``, ``exp(v log beta + (1 - v) log beta~)`` between.
+    """
+    beta = 1.0 - ab / ab_prev
+    beta_tilde = (1.0 - ab_prev) / (1.0 - ab) * beta
+    if variance == 0.0:
+        return beta_tilde
+    if variance == 1.0:
+        return beta
+    if beta_tilde <= 0.0:  # ab_prev == 1: the update into the clean values; 0 ** (1 - v) for 0 < v < 1
+        return 0.0
+    return math.exp(variance * math.log(beta) + (1.0 - variance) * math.log(beta_tilde))
+
+
 def _reverse_pairs(chain: Chain):
     """Yield ``(i, t, alpha_bar_i, alpha_bar_prev)`` from the last kept step to the first, as floats."""
     steps = chain.timesteps.tolist()
@@ -81,12 +107,20 @@ def sample_ddpm(
     callback: Callback | None = None,
     clip: Clip | None = None,
     antithetic: bool = False,
+    variance: float = 0.0,
 ) -> torch.Tensor:
     """Ancestral DDPM sampling over the chain's kept steps, with the chain's own ``alpha_bar``.
 
     ``x_{i-1} = (x_i - beta_i / sqrt(1 - abar_i) * eps) / sqrt(alpha_i) + sigma_i z``, with
-    ``alpha_i = abar_i / abar_{i-1}``, ``beta_i = 1 - alpha_i`` and
-    ``sigma_i^2 = (1 - abar_{i-1}) / (1 - abar_i) * beta_i`` (no noise after the first kept step).
+    ``alpha_i = abar_i / abar_{i-1}``, ``beta_i = 1 - alpha_i`` and, by default, the posterior variance
+    ``sigma_i^2 = beta~_i = (1 - abar_{i-1}) / (1 - abar_i) * beta_i`` (no noise after the first kept step).
+
+    ``variance=v`` in ``[0, 1]`` interpolates the variance log-linearly between ``beta~_i`` (``v=0``, the
+    default) and ``beta_i`` (``v=1``), as Nichol & Dhariwal (2021) parameterize it:
+    ``sigma_i^2 = exp(v log beta_i + (1 - v) log beta~_i)``. Both are the chain's own, between consecutive
+    kept steps (see :func:`ddpm_variance`). ``beta~_i`` is the right variance when the clean values are
+    known given ``x_i``; the further apart the kept steps, the more it understates the spread of the
+    samples, and a larger ``v`` restores it.
 
     ``clip=(lo, hi)`` (bounds broadcastable to ``x``): the same mean written as the posterior of the clean
     values, ``sqrt(abar_{i-1}) beta_i / (1 - abar_i) x0 + sqrt(alpha_i) (1 - abar_{i-1}) / (1 - abar_i) x_i``,
@@ -94,6 +128,7 @@ def sample_ddpm(
     noise of every step comes in pairs along dim 0 (:func:`antithetic_noise`; pass initial noise drawn the
     same way).
     """
+    check_variance(variance)
     for i, t, ab, ab_prev in _reverse_pairs(chain):
         eps = eps_fn(x, t)
         alpha = ab / ab_prev
@@ -106,7 +141,7 @@ def sample_ddpm(
             x = (math.sqrt(ab_prev) * beta / (1.0 - ab)) * x0 + (math.sqrt(alpha) * (1.0 - ab_prev) / (1.0 - ab)) * x
         # 2. add posterior noise except at the last update
         if i > 0:
-            sigma = math.sqrt((1.0 - ab_prev) / (1.0 - ab) * beta)
+            sigma = math.sqrt(ddpm_variance(ab, ab_prev, variance))
             x = x + sigma * _noise_like(x, generator, antithetic)
         if callback is not None:
             callback({"i": i, "t": t, "x": x, "eps": eps})
