@@ -109,3 +109,17 @@ def test_imputer_calibrates_in_fit_keeps_the_median_and_saves_it(sinusoids, tmp_
         back.calibrate(X, n_samples=1)
     with pytest.raises(ValueError, match="calibration"):
         Imputer(calibration="isotonic").fit(X)
+
+
+def test_ddpm_variance_widens_the_samples_and_is_checked(sinusoids):
+    X, _ = sinusoids
+    imp = Imputer(**{**TINY, "n_samples": 6}, step_selection="uniform", target_steps=3, random_state=0).fit(X)
+    narrow = imp.sample(X, n_samples=6)
+    wide = imp.set_params(variance=1.0).sample(X, n_samples=6)
+    gaps = X.isna().to_numpy()
+    assert wide.std(axis=0)[gaps].mean() > narrow.std(axis=0)[gaps].mean()
+    np.testing.assert_array_equal(wide[:, ~gaps], narrow[:, ~gaps])  # observed cells untouched
+    with pytest.raises(ValueError, match="variance"):
+        Imputer(**TINY, variance=1.5).fit(X)
+    with pytest.raises(ValueError, match="variance"):
+        Imputer(**TINY, sampler="ddim", variance=0.5).fit(X)
