@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--n-samples", type=int, default=50)
     parser.add_argument("--n-test", type=int, default=64)
     parser.add_argument("--n-calib", type=int, default=64, help="training stays the calibration hides values of")
-    parser.add_argument("--n-calib-samples", type=int, default=20)
+    parser.add_argument("--n-calib-samples", type=int, default=50, help="as many as the evaluation draws")
     parser.add_argument("--steps", type=lambda s: [int(v) for v in s.split(",")], default=[50, 10, 5, 3])
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)

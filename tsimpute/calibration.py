@@ -105,7 +105,7 @@ class SpreadCalibration:
 
 def _interpolate(level: torch.Tensor, grid: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """Piecewise-linear ``values`` (..., J) at the grid ``grid`` (J,), read at ``level`` (n, ...), flat outside."""
-    j = torch.bucketize(level.clamp(grid[0], grid[-1]), grid).clamp(1, len(grid) - 1)
+    j = torch.bucketize(level.clamp(grid[0], grid[-1]).contiguous(), grid).clamp(1, len(grid) - 1)
     lo_g, hi_g = grid[j - 1], grid[j]
     w = ((level.clamp(grid[0], grid[-1]) - lo_g) / (hi_g - lo_g)).clamp(0, 1)
     v = values.unsqueeze(0).expand(level.shape[0], *values.shape)
