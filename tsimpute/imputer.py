@@ -633,7 +633,9 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         cover its level of them are stored in ``calibration_`` (:mod:`tsimpute.calibration`) and applied by
         :meth:`sample` and :meth:`predict_quantiles` (:meth:`transform`'s median is kept) as long as the
         sampling settings stay the same. Use data the model was not trained on (held-out series, or a later
-        period); on training data the factors come out too small. Returns ``self``.
+        period); on training data the factors come out too small. Calibrate with as many samples as the bands
+        will be read from: the central band of fewer samples is narrower, so its factors are larger.
+        Returns ``self``.
         """
         check_is_fitted(self, "model_")
         frame, _ = self._validated_frame(X, reset=False)
