@@ -316,6 +316,8 @@ def fit(
                     _err(f"fitting on {len(frame)} rows of whole series drawn from the parts of {input}")
             else:
                 frame = read_table(input, time_col=time_col, id_col=id_col)
+                if len(frame) == 0:
+                    raise ValueError(f"{input} has no rows (only a header): nothing to fit on")
             params = _params(epochs, window, n_samples, steps, step_selection, precision,
                              str(dev) if world > 1 else device, seed, quiet or rank > 0)
             params.update({k: v for k, v in (("max_steps", max_steps), ("batch_size", batch_size)) if v is not None})
@@ -367,6 +369,8 @@ def impute(
         return
     with _user_errors(), _process_settings(threads):
         frame = read_table(input, time_col=time_col, id_col=id_col)
+        if len(frame) == 0:
+            raise ValueError(f"{input} has no rows (only a header): nothing to impute")
         if model is not None:
             if epochs is not None or window is not None:
                 _err("note: --epochs and --window are ignored with --model (the imputer is already fitted)")

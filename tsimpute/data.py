@@ -86,25 +86,50 @@ def split_series(X: pd.DataFrame) -> list[Series]:
     return [Series(rows, values[rows]) for rows in (g.to_numpy() for _, g in groups)]
 
 
+_FLOAT_MAX = float(np.finfo(np.float64).max)
+_MODEL_MAX = float(np.finfo(np.float32).max) / 1e3
+"""Largest magnitude of a standardised value: windows are float32 (with room for the network's arithmetic)."""
+
+
 @dataclass(frozen=True)
 class Scaler:
-    """Per-feature standardisation learned from training data (NaN ignored; zero spread → 1)."""
+    """Per-feature standardisation learned from training data (NaN ignored).
+
+    Any finite float64 column is scaled correctly, whatever its magnitude (1e-300 or 1e300): the statistics are
+    computed on the column divided by a power of two near its largest magnitude (an exact division), so that
+    neither the sum nor the squares overflow or underflow. A column without spread (constant) is scaled by 1,
+    or by its magnitude when that is below 1, so that imputed values stay at the column's own scale.
+    """
 
     mean: np.ndarray
     std: np.ndarray
 
     @classmethod
     def fit(cls, values: np.ndarray) -> Scaler:
-        mean = np.nanmean(values, axis=0)
-        std = np.nanstd(values, axis=0)
-        std = np.where(std > 0, std, 1.0)
+        values = np.asarray(values, dtype=np.float64)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: NaN statistics
+            peak = np.nanmax(np.abs(values), axis=0)
+            # 2**(e - 1) with peak = m * 2**e, 0.5 <= m < 1: columns in [-2, 2), and 2**1023 at most (finite)
+            unit = np.ldexp(1.0, np.frexp(np.where(peak > 0, peak, 1.0))[1] - 1)
+            unit = np.where(np.isfinite(unit) & (unit > 0), unit, 1.0)
+            mean = np.nanmean(values / unit, axis=0) * unit
+            std = np.nanstd(values / unit, axis=0) * unit
+        constant = np.minimum(1.0, np.abs(mean))
+        std = np.where(std > 0, std, np.where(constant > 0, constant, 1.0))
         return cls(mean.astype(np.float64), std.astype(np.float64))
 
     def transform(self, values: np.ndarray) -> np.ndarray:
-        return (values - self.mean) / self.std
+        """Standardised values; halves first, so that the difference of two huge values of opposite signs stays
+        finite (exact for normal numbers; the model works in float32 anyway)."""
+        with np.errstate(over="ignore"):
+            return (values * 0.5 - self.mean * 0.5) / self.std * 2.0
 
     def inverse(self, values: np.ndarray) -> np.ndarray:
-        return values * self.std + self.mean
+        """Values in original units, clipped to the finite float64 range."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = values * self.std + self.mean
+        return np.clip(out, -_FLOAT_MAX, _FLOAT_MAX, out=out, where=~np.isnan(out))
 
 
 DEFAULT_WINDOW = 48
@@ -252,10 +277,29 @@ def modelled_columns(mean: np.ndarray) -> np.ndarray:
 
 
 def scaled_series(frame: pd.DataFrame, mean: np.ndarray, scale: np.ndarray) -> list[Series]:
-    """The series of ``frame``, standardised with ``mean``/``scale``, restricted to the modelled columns."""
+    """The series of ``frame``, standardised with ``mean``/``scale``, restricted to the modelled columns.
+
+    A value too far from the data seen in fit for the model's float32 arithmetic (beyond about 1e35 of the
+    column's spreads) raises a ValueError naming the column."""
     cols = modelled_columns(mean)
     scaler = Scaler(mean[cols], scale[cols])
-    return [Series(s.rows, scaler.transform(s.values[:, cols])) for s in split_series(frame)]
+    series = [Series(s.rows, scaler.transform(s.values[:, cols])) for s in split_series(frame)]
+    with np.errstate(invalid="ignore"):
+        far = np.zeros(len(cols), dtype=bool)
+        for s in series:
+            far |= (np.abs(s.values) > _MODEL_MAX).any(axis=0)
+    if far.any():
+        names = [frame.columns[c] for c in cols[far]]
+        raise ValueError(f"columns {names} of X hold values more than 1e35 standard deviations away from the values "
+                         "seen in fit (e.g. a value of 1e300 in a column that was of order 1): fix the unit or the "
+                         "outlier, or fit on data of this scale")
+    return series
+
+
+def unscaled(values: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Values in model units back in original units (``values * scale + mean``), clipped to the finite float64
+    range (a column of magnitude near 1e308 imputed beyond its data must not come back infinite)."""
+    return Scaler(mean, scale).inverse(values)
 
 
 def split_validation(series: list[Series], fraction: float, window: int, rng: np.random.Generator,

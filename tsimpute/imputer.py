@@ -26,6 +26,7 @@ from .data import (
     scaled_series,
     split_series,
     split_validation,
+    unscaled,
     window_set,
 )
 from .denoisers import SeriesDenoiser
@@ -42,7 +43,7 @@ from .inference import SamplingInfo, impute_windows
 from .models import CSDIConfig, CSDIDenoiser
 from .precision import PRECISIONS
 from .training import TrainConfig
-from .validation import validated_frame
+from .validation import Layout, validated_frame
 
 
 class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
@@ -53,9 +54,23 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
     ones. ``transform`` returns the median of ``n_samples`` samples; ``sample`` and ``predict_quantiles``
     expose the whole predictive distribution. Observed cells always come back unchanged.
 
-    ``X`` is a pandas DataFrame (wide, or a panel with a ``(series id, time)`` MultiIndex; the result is a
-    DataFrame with the same index and columns) or any 2-D array-like of numbers (lists, numpy arrays; the
-    result is a numpy array). NaN marks a gap; sparse and complex input is refused.
+    ``X`` is one of:
+
+    - a pandas DataFrame, wide or a panel with a ``(series id, time)`` MultiIndex; the result is a DataFrame
+      with the same index and columns;
+    - a 2-D array-like of numbers ``(n_rows, n_features)`` (lists, numpy arrays): one series; the result is
+      a float64 numpy array of the same shape;
+    - a 3-D array-like ``(n_series, n_steps, n_features)``, the layout of PyPOTS and most research code: a
+      panel whose series ``i`` is ``X[i]`` (windowed series by series, as a DataFrame panel); ``transform``
+      returns a float64 array of the same shape, ``sample`` one of shape ``(n_samples, n_series, n_steps,
+      n_features)`` and ``predict_quantiles`` one of shape ``(n_quantiles, n_series, n_steps, n_features)``;
+    - PyPOTS' dict ``{"X": array}``: read as its ``"X"``, and the result is what that array gives (other keys,
+      such as ``"y"`` or ``"X_ori"``, are not used).
+
+    Features are positional for array-likes: a model fitted on 3-D arrays transforms 2-D arrays of the same
+    features and the other way round. NaN marks a gap; infinite values, sparse and complex input, and arrays
+    of other dimensions are refused with a ValueError or TypeError naming the column, argument or shape.
+    Observed cells come back bit for bit and the input is never modified.
 
     Parameters
     ----------
@@ -374,7 +389,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         return tags
 
     # ------------------------------------------------------------------ frames
-    def _validated_frame(self, X, reset: bool) -> tuple[pd.DataFrame, bool]:
+    def _validated_frame(self, X, reset: bool) -> tuple[pd.DataFrame, Layout]:
         if not reset:
             check_is_fitted(self, "model_")
         return validated_frame(self, X, reset=reset)
@@ -427,7 +442,8 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None) -> Imputer:
-        """Fit the diffusion model on the observed entries of ``X`` (DataFrame, wide or panel, or 2-D array-like)."""
+        """Fit the diffusion model on the observed entries of ``X`` (DataFrame, wide or panel; 2-D or 3-D
+        array-like; or a dict ``{"X": array}``)."""
         return super().fit(X, y)
 
     def _fit_input(self, X) -> tuple[pd.DataFrame, int]:
@@ -614,7 +630,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         cols = self._modelled()
         # columns entirely missing at fit are not modelled: their gaps stay NaN
         out = np.full((n_samples, len(frame), self.n_features_in_), np.nan)
-        out[..., cols] = modelled * self.scale_[cols] + self.mean_[cols]
+        out[..., cols] = unscaled(modelled, self.mean_[cols], self.scale_[cols])
         return out, ~np.isnan(frame.to_numpy(dtype=np.float64)), info
 
     # ------------------------------------------------------------------ calibration of the spread
@@ -665,17 +681,20 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
     def sample(self, X, n_samples: int | None = None, return_info: bool = False, antithetic: bool = False):
         """Draw imputations: an array ``(n_samples, n_rows, n_columns)``; observed cells equal ``X`` in every sample.
 
+        For a 3-D array ``(n_series, n_steps, n_features)`` (or a dict ``{"X": array}`` holding one) the array is
+        ``(n_samples, n_series, n_steps, n_features)``.
+
         The draws are independent (as multiple imputation needs); ``antithetic=True`` draws them in
         antithetic pairs instead, as :meth:`transform` and :meth:`predict_quantiles` do.
 
         With ``return_info=True`` returns ``(samples, info)``, where ``info`` is a
         :class:`~tsimpute.inference.SamplingInfo` (network calls made, steps of the reverse chain, windows).
         """
-        frame, _ = self._validated_frame(X, reset=False)
+        frame, layout = self._validated_frame(X, reset=False)
         samples, observed, info = self._sample_scaled(frame, self.n_samples if n_samples is None else n_samples,
                                                       antithetic)
         values = frame.to_numpy(dtype=np.float64)
-        samples = np.where(observed[None], values[None], samples)
+        samples = layout.rows_to_input(np.where(observed[None], values[None], samples))
         return (samples, info) if return_info else samples
 
     def transform(self, X):
@@ -683,33 +702,43 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
 
         The samples are drawn in antithetic pairs (each pair's noises are opposite: each sample keeps its
         distribution, and the median varies less than over independent draws). Returns a DataFrame with the
-        index and columns of ``X`` (a numpy array if ``X`` was one).
+        index and columns of ``X``; a float64 numpy array of the same shape for an array-like (2-D, or 3-D
+        ``(n_series, n_steps, n_features)``), also when it comes in a dict ``{"X": array}``.
         """
-        frame, was_numpy = self._validated_frame(X, reset=False)
+        frame, layout = self._validated_frame(X, reset=False)
         samples, observed, _ = self._sample_scaled(frame, self.n_samples, antithetic=True)
         median = np.median(samples, axis=0)
-        return self._fill(X, frame, median, observed, was_numpy)
+        return self._fill(layout, frame, median, observed)
 
-    def predict_quantiles(self, X, quantiles=(0.05, 0.5, 0.95), n_samples: int | None = None) -> pd.DataFrame:
-        """Per-cell quantiles of the samples (drawn in antithetic pairs, as in :meth:`transform`): columns are a
-        ``(quantile, column)`` MultiIndex."""
-        q = np.asarray(quantiles, dtype=np.float64)
-        if q.ndim != 1 or q.size == 0 or np.any((q < 0) | (q > 1)):
+    def predict_quantiles(self, X, quantiles=(0.05, 0.5, 0.95), n_samples: int | None = None):
+        """Per-cell quantiles of the samples (drawn in antithetic pairs, as in :meth:`transform`).
+
+        Returns a DataFrame with the rows of ``X`` whose columns are a ``(quantile, column)`` MultiIndex (for a
+        DataFrame or a 2-D array-like), or, for a 3-D array ``(n_series, n_steps, n_features)`` (or a dict
+        ``{"X": array}`` holding one), a float64 array ``(n_quantiles, n_series, n_steps, n_features)``.
+        Observed cells equal ``X`` at every quantile."""
+        try:
+            q = np.asarray(quantiles, dtype=np.float64)
+        except (TypeError, ValueError):
+            q = np.empty(0)
+        if q.ndim != 1 or q.size == 0 or not np.all((q >= 0) & (q <= 1)):
             raise ValueError(f"quantiles must be a non-empty sequence of numbers in [0, 1], got {quantiles!r}")
-        frame, _ = self._validated_frame(X, reset=False)
+        frame, layout = self._validated_frame(X, reset=False)
         samples, observed, _ = self._sample_scaled(frame, self.n_samples if n_samples is None else n_samples,
                                                    antithetic=True)
         values = frame.to_numpy(dtype=np.float64)
         qs = np.quantile(samples, q, axis=0)
         qs = np.where(observed[None], values[None], qs)
+        if layout.kind == "array3d":
+            return layout.rows_to_input(qs)
         cols = pd.MultiIndex.from_product([q.tolist(), list(frame.columns)], names=["quantile", "column"])
         return pd.DataFrame(np.concatenate(list(qs), axis=1), index=frame.index, columns=cols)
 
     @staticmethod
-    def _fill(X, frame: pd.DataFrame, filled: np.ndarray, observed: np.ndarray, was_numpy: bool):
-        if was_numpy:  # frame wraps the validated float64 array
-            return np.where(observed, frame.to_numpy(dtype=np.float64), filled)
-        out = X.copy()
+    def _fill(layout: Layout, frame: pd.DataFrame, filled: np.ndarray, observed: np.ndarray):
+        if layout.kind != "frame":  # frame wraps the validated float64 array
+            return layout.rows_to_input(np.where(observed, frame.to_numpy(dtype=np.float64), filled))
+        out = layout.source.copy()
         for j, col in enumerate(frame.columns):
             gaps = ~observed[:, j]
             if gaps.any():

@@ -79,7 +79,8 @@ def read_table(
     FileNotFoundError
         No such file.
     ValueError
-        Unknown format, missing index column, or ``id_col`` without ``time_col``.
+        Unknown format, unreadable or empty file (naming it), missing index column, or ``id_col`` without
+        ``time_col``.
     ImportError
         Parquet without pyarrow.
     """
@@ -91,11 +92,15 @@ def read_table(
         raise ValueError("id_col needs time_col (a panel is indexed by (id, time))")
     if fmt == "parquet":
         _require_pyarrow()
-        df = pd.read_parquet(path)
-        if not isinstance(df.index, pd.RangeIndex):
-            df = df.reset_index()
-    else:
-        df = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",")
+    try:
+        if fmt == "parquet":
+            df = pd.read_parquet(path)
+            if not isinstance(df.index, pd.RangeIndex):
+                df = df.reset_index()
+        else:
+            df = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",")
+    except (ValueError, OSError) as exc:  # empty or malformed file: the reader's message does not name it
+        raise ValueError(f"cannot read {os.fspath(path)!r}: {exc}") from None
     for name, col in (("time_col", time_col), ("id_col", id_col)):
         if col is not None and col not in df.columns:
             raise ValueError(

@@ -24,7 +24,9 @@ output part per input part into an output folder:
 
 Every part is checked before any is imputed: readable, the same columns and types as the first part,
 ``id_col`` / ``time_col`` present, numeric feature columns, no duplicate ``(id, time)`` pair. Errors name
-the file (and for Parquet the row group) and nothing is written.
+the file (and for Parquet the row group) and nothing is written. Values the imputer refuses (an infinite
+value, a value far beyond the scale seen in fit) are found when their part is imputed: the error names the
+part, and the parts finished before it are kept for ``resume``. A part without rows gives an empty part.
 """
 
 from __future__ import annotations
@@ -216,7 +218,10 @@ def _manifests(output: Path) -> Iterator[Path]:
 
 # ----------------------------------------------------------------------------- the job
 def _impute_part(imputer, frame: pd.DataFrame, max_rows: int) -> pd.DataFrame:
-    """``imputer.transform`` a few whole series at a time (at most ``max_rows`` rows per call, or one series)."""
+    """``imputer.transform`` a few whole series at a time (at most ``max_rows`` rows per call, or one series).
+    A part without rows gives an empty part."""
+    if len(frame) == 0:
+        return frame.copy()
     if not isinstance(frame.index, pd.MultiIndex) or len(frame) <= max_rows:
         return imputer.transform(frame)
     ids = frame.index.get_level_values(0)
@@ -350,7 +355,10 @@ def _run_parts(imputer, mine, rows, output, settings, done, rank, world_size, lo
                 continue
         t0 = time.perf_counter()
         frame = read_table(path, time_col=settings["time_col"], id_col=settings["id_col"])
-        filled = _impute_part(imputer, frame, settings["max_rows"])
+        try:
+            filled = _impute_part(imputer, frame, settings["max_rows"])
+        except (ValueError, TypeError) as exc:  # bad values in this part: say which part
+            raise type(exc)(f"{os.fspath(path)!r}: {exc}") from None
         gaps = int(frame.isna().to_numpy().sum() - filled.isna().to_numpy().sum())
         tmp = output / f".{out_name}.tmp{os.getpid()}"
         with _removed_on_failure(tmp):
