@@ -77,3 +77,14 @@ def test_dev_installs_what_the_site_build_needs():
     assert {"mkdocs", "mkdocs-material", "mkdocstrings"} <= names
     config = (ROOT / "mkdocs.yml").read_text()
     assert "font: false" in config, "the site must not load web fonts: CI builds it offline"
+
+
+def test_readme_links_point_to_files_that_exist():
+    import re
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = [t for t in re.findall(r"\]\(([^)\s]+)\)", text) if "://" not in t and not t.startswith("#")]
+    assert any(t.startswith("docs/") for t in links)
+    for target in links:
+        assert (ROOT / target.split("#")[0]).exists(), f"README.md links to {target}, which does not exist"
+    assert len(text) < 8000, f"the README has grown to {len(text)} characters: move details to docs/"
