@@ -27,6 +27,7 @@ MODULES = {
     "transformers": ("transformers", "PreTrainedModel"),
     "pypots": ("pypots.imputation", "CSDI"),
     "dask": ("dask.dataframe", None),
+    "mkdocs-material": ("material", None),
 }
 
 
