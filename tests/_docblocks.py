@@ -5,8 +5,6 @@ allowed) says how the tests treat it:
 
 - ``<!-- skip: REASON -->``: not run (it needs data, a GPU, another package, or takes long); the test reports
   the reason;
-- ``<!-- pending: REASON -->``: documents an interface that is not released yet; run on its own and expected
-  to fail with ``ValueError`` or ``TypeError`` until it is (then the test fails: remove the marker);
 - ``<!-- tested-by: PATH -->``: run by that test file instead (the README's quick start).
 
 Every other block runs, the blocks of a page in order, in one namespace and a fresh working directory.
@@ -19,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MARKERS = ("skip", "pending", "tested-by")
+MARKERS = ("skip", "tested-by")
 _FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+-]*)[^\n]*$")
 _MARKER = re.compile(r"^\s*<!--\s*([\w-]+)\s*:\s*(.*?)\s*-->\s*$")
 

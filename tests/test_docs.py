@@ -40,13 +40,6 @@ def test_skipped_example(block):
     pytest.skip(f"{block.id}: {block.reason}")
 
 
-@pytest.mark.parametrize("block", [b for b in ALL if b.marker == "pending"], ids=lambda b: b.id)
-def test_pending_example_does_not_run_yet(block, workdir):
-    """When the interface lands the block runs, this test fails, and the marker is to be removed."""
-    with pytest.raises((ValueError, TypeError)):
-        run(block, {"__name__": "__docs__"})
-
-
 def test_markers_precede_python_blocks_and_give_reasons():
     for page in doc_pages():
         marked = {(b.marker, b.reason) for b in blocks(page) if b.marker}
