@@ -257,10 +257,11 @@ def test_multiindex_with_three_levels(sinusoids):
         Imputer(**TINY).fit(X.set_axis(idx))
 
 
-def test_input_that_is_not_2d():
-    with pytest.raises(ValueError, match="Found array with dim 3"):
-        Imputer(**TINY).fit(np.zeros((2, 3, 4)))
-    with pytest.raises(ValueError, match="could not convert string to float"):
+def test_input_that_is_not_2d_or_3d():
+    # 3-D arrays are panels (tests/test_pypots_shapes.py); 4-D is refused, naming the accepted shapes
+    with pytest.raises(ValueError, match=r"3-D array-like \(n_series, n_steps, n_features\).*4-D input"):
+        Imputer(**TINY).fit(np.zeros((2, 3, 4, 5)))
+    with pytest.raises(TypeError, match="got str 'data.csv'"):  # a path is not data: read it first
         Imputer(**TINY).fit("data.csv")
 
 
