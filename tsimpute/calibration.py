@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .diffusion.conditioning import gap_distance
+from .diffusion.parameterization import gap_bins
 
 __all__ = ["GAP_EDGES", "LEVELS", "SpreadCalibration", "fit_spread_calibration"]
 
@@ -38,11 +38,6 @@ __all__ = ["GAP_EDGES", "LEVELS", "SpreadCalibration", "fit_spread_calibration"]
 GAP_EDGES = (0.5, 2.0, 8.0)
 #: Central levels that get a factor of their own.
 LEVELS = (0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.95)
-
-
-def _gap_bins(cond_mask: torch.Tensor) -> np.ndarray:
-    edges = torch.as_tensor(GAP_EDGES, dtype=torch.float32, device=cond_mask.device)
-    return torch.bucketize(gap_distance(cond_mask), edges).cpu().numpy()
 
 
 @dataclass(frozen=True)
@@ -75,7 +70,7 @@ class SpreadCalibration:
         x = samples.double()
         if n < 2:
             return x
-        bins = torch.as_tensor(_gap_bins(cond_mask), device=x.device)
+        bins = gap_bins(cond_mask.to(x.device), GAP_EDGES)
         table = torch.as_tensor(self.factors, dtype=torch.float64, device=x.device)  # (K, B, J)
         k = torch.arange(table.shape[0], device=x.device).view(1, -1, 1)
         per_entry = table[k, bins]  # (N, K, L, J)
@@ -141,7 +136,7 @@ def fit_spread_calibration(samples: torch.Tensor, target: torch.Tensor, hidden: 
     y = target.detach().double().cpu().numpy()[sel]
     n_features, n_bins = samples.shape[-2], len(GAP_EDGES) + 1
     feature = np.broadcast_to(np.arange(n_features)[None, :, None], sel.shape)[sel]
-    bins = _gap_bins(cond_mask)[sel]
+    bins = gap_bins(cond_mask, GAP_EDGES).cpu().numpy()[sel]
     m = np.quantile(s, 0.5, axis=0)
     eps = 1e-12
     scores = []

@@ -19,6 +19,22 @@ from .diffusion.targets import random_conditional_mask
 from .inference import impute_windows
 
 
+def hide_observed(data: WindowSet, share: float, max_windows: int, generator: torch.Generator
+                  ) -> tuple[WindowSet, torch.Tensor, torch.Tensor]:
+    """Hide ``share`` of the observed entries of at most ``max_windows`` windows of ``data`` (evenly spaced),
+    drawn with ``generator``; tiny windows where none is drawn fall back to CSDI's random strategy.
+
+    Returns the windows as the model sees them (``values * given``, ``given``), their values, and the hidden mask.
+    """
+    idx = torch.linspace(0, len(data) - 1, min(max_windows, len(data))).round().long().unique()
+    values, observed = data.values[idx], data.observed[idx]
+    hidden = (torch.rand(observed.shape, generator=generator, device=values.device) < share) * observed
+    if hidden.sum() == 0:  # tiny windows: hide with CSDI's random strategy instead
+        hidden = observed - random_conditional_mask(observed, generator)
+    given = observed - hidden
+    return WindowSet(values * given, given), values, hidden
+
+
 class HoldoutScore:
     """``score(denoiser) -> float``: held-out MAE of ``n_steps``-step DDIM imputation (lower is better).
 
@@ -52,16 +68,8 @@ class HoldoutScore:
                  chain: Chain | None = None, sampler: str = "ddim", eta: float = 0.0):
         if len(data) == 0:
             raise ValueError("the held-out score needs at least one window")
-        idx = torch.linspace(0, len(data) - 1, min(max_windows, len(data))).round().long().unique()
-        values, observed = data.values[idx], data.observed[idx]
-        device = values.device
-        gen = torch.Generator(device=device).manual_seed(seed)
-        hidden = (torch.rand(observed.shape, generator=gen, device=device) < hide) * observed
-        if hidden.sum() == 0:  # tiny windows: hide with CSDI's random strategy instead
-            hidden = observed - random_conditional_mask(observed, gen)
-        cond = observed - hidden
-        self.given = WindowSet(values * cond, cond)
-        self.values, self.hidden = values, hidden
+        gen = torch.Generator(device=data.values.device).manual_seed(seed)
+        self.given, self.values, self.hidden = hide_observed(data, hide, max_windows, gen)
         if chain is None:
             chain = schedule.chain(uniform_steps(schedule.n_steps, min(n_steps, schedule.n_steps)), "respaced")
         self.chain, self.sampler, self.eta = chain, sampler, eta

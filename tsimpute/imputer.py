@@ -38,7 +38,7 @@ from .diffusion.samplers import SAMPLERS
 from .diffusion.schedules import CHAIN_SEMANTICS, uniform_steps
 from .diffusion.targets import TARGET_STRATEGIES, conditional_mask
 from .estimator import DiffusionEstimator, FitData
-from .holdout import HoldoutScore
+from .holdout import HoldoutScore, hide_observed
 from .inference import SamplingInfo, impute_windows
 from .models import CSDIConfig, CSDIDenoiser
 from .precision import PRECISIONS
@@ -366,6 +366,8 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
 
     # ------------------------------------------------------------------ parameter checks
     def _check_param_relations(self) -> None:
+        if self.step_selection == "learned":
+            self._check_int("n_masks", self.n_masks, 2)
         super()._check_param_relations()
         if self.epochs is None and self.max_steps is None and self.max_time is None:
             raise ValueError("set at least one of epochs, max_steps and max_time (the training length)")
@@ -373,8 +375,6 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
             self._check_int("target_steps", self.target_steps)
             if self.step_selection == "learned" and self.target_steps > self.n_steps:
                 raise ValueError(f"target_steps ({self.target_steps}) cannot exceed n_steps ({self.n_steps})")
-        if self.step_selection == "learned":
-            self._check_int("n_masks", self.n_masks, 2)
         if self.time_kernel % 2 == 0 and self.time_kernel:
             raise ValueError(f"time_kernel must be 0 or odd (a centred convolution), got {self.time_kernel!r}")
         if self.channels % self.n_heads:
@@ -663,19 +663,15 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         n = self.n_samples if n_samples is None else n_samples
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
             raise ValueError(f"n_samples must be an integer >= 2 to calibrate the spread, got {n!r}")
-        idx = torch.linspace(0, len(data) - 1, min(256, len(data))).round().long().unique()
-        values, observed = data.values[idx], data.observed[idx]
-        seed = self._sampling_seed() + 3
-        gen = torch.Generator(device=self.device_).manual_seed(seed)
-        hidden = (torch.rand(observed.shape, generator=gen, device=self.device_) < 0.2) * observed
-        cond = observed - hidden
+        gen = torch.Generator(device=self.device_).manual_seed(self._sampling_seed() + 3)
+        given, values, hidden = hide_observed(data, 0.2, 256, gen)
         result = impute_windows(
-            self.denoiser_, WindowSet(values * cond, cond), self.inference_chain(), n_samples=int(n),
+            self.denoiser_, given, self.inference_chain(), n_samples=int(n),
             sampler=self.sampler, eta=self.eta, variance=self.variance, generator=gen,
             batch_size=self.inference_batch_size,
             precision=self.precision, verbose=self.verbose, clip=self._clip_range(), limit=self._sample_limit(),
             antithetic=True)
-        fitted = fit_spread_calibration(result.samples, values.cpu(), hidden.cpu(), cond.cpu())
+        fitted = fit_spread_calibration(result.samples, values.cpu(), hidden.cpu(), given.observed.cpu())
         self.calibration_ = replace(fitted, sampling=self._sampling_settings())
 
     def sample(self, X, n_samples: int | None = None, return_info: bool = False, antithetic: bool = False):

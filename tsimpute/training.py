@@ -140,11 +140,17 @@ TargetsFn = Callable[[WindowSet, torch.Generator | None], torch.Tensor]
 
 def _ema_with_warmup(decay: float):
     """``multi_avg_fn`` of :class:`~torch.optim.swa_utils.AveragedModel`: an exponential moving average with the
-    usual short-run warm-up ``decay_n = min(decay, (1 + n) / (10 + n))`` at the n-th update."""
+    usual short-run warm-up ``decay_n = min(decay, (1 + n) / (10 + n))`` at the n-th update.
+
+    The update count is kept here, on the host, rather than read from the average's ``n_averaged`` buffer: on a
+    GPU that read would wait for the device at every training step.
+    """
+    updates = 0
 
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
-        n = int(n_averaged)
-        d = min(decay, (1 + n) / (10 + n))
+        nonlocal updates
+        updates += 1
+        d = min(decay, (1 + updates) / (10 + updates))
         torch._foreach_lerp_(averaged, current, 1.0 - d)
 
     return update

@@ -122,9 +122,10 @@ class Parameterization:
         return self.precondition(x_t, base, alpha_bar, scale)[1](out)
 
 
-def gap_bins(cond_mask: torch.Tensor) -> torch.Tensor:
-    """The bin of :data:`GAP_BINS` of every entry's distance from the given ones (``gap_distance``), a LongTensor."""
-    edges = torch.as_tensor(GAP_BINS, dtype=torch.float32, device=cond_mask.device)
+def gap_bins(cond_mask: torch.Tensor, edges: tuple[float, ...] = GAP_BINS) -> torch.Tensor:
+    """The bin of ``edges`` (default :data:`GAP_BINS`) of every entry's distance from the given ones
+    (``gap_distance``), a LongTensor."""
+    edges = torch.as_tensor(edges, dtype=torch.float32, device=cond_mask.device)
     return torch.bucketize(gap_distance(cond_mask), edges)
 
 
