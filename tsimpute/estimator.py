@@ -171,7 +171,7 @@ class DiffusionEstimator(StepSelectionMixin, BaseEstimator):
         self._schedule = self._noise_schedule()
         with seeded_torch(fit_seed, self.device_):
             generator = torch.Generator(device=self.device_).manual_seed(fit_seed)
-            train = self._epoch_data(data)
+            train = data.train
             denoiser = self._build_denoiser(train, fit_seed)
             train_cfg = self._train_config(len(train))
             hook = learner = None
@@ -199,10 +199,6 @@ class DiffusionEstimator(StepSelectionMixin, BaseEstimator):
     def _fit_input(self, X):
         """``X`` checked, before anything is drawn from ``random_state`` (subclasses implement)."""
         raise NotImplementedError
-
-    def _epoch_data(self, data: FitData) -> WindowSet:
-        """The training windows the loop iterates over (e.g. re-cut every epoch); default: as prepared."""
-        return data.train
 
     def _noise_schedule(self) -> NoiseSchedule:
         return NoiseSchedule(self.n_steps, self.schedule)
