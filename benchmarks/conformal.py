@@ -1,15 +1,18 @@
 """Split-conformal recalibration of the spread (``Imputer(calibration="conformal")`` / ``Imputer.calibrate``)
 against the sampler's own spread, on data the calibration was not fitted on.
 
-``quickstart``: the README's quick-start data with every default; the calibration is fitted in ``fit`` on
-observed values hidden from the validation windows (the last 10% of the rows), and evaluated on the gaps of
-``X`` against the complete series. ``physionet``: CSDI's published network on the first ``--n-test`` fold-0
-test stays of PhysioNet-10% (CSDI's hidden targets), calibrated on ``--n-calib`` fold-0 training stays at each
-step count. Both sample the same seeds with and without the calibration, so the rows differ by it alone.
+``trained``: ``Imputer(calibration="conformal")`` with every other default, fitted on ``--dataset``: the
+README's quick-start data (scored on its gaps against the complete series), one Beijing station (``--hide`` of
+its observed cells hidden before the fit, scored on them), or PM2.5 (CSDI's protocol: fitted on the training
+months, scored on CSDI's hidden targets of ``--n-test`` test windows). The calibration is fitted in ``fit`` on
+observed values hidden from the validation windows. ``physionet``: CSDI's published network on the first
+``--n-test`` fold-0 test stays of PhysioNet-10% (CSDI's hidden targets), calibrated on ``--n-calib`` fold-0
+training stays, at each uniform step count and each ``--learned`` mask. Both sample the same seeds with and
+without the calibration, so the rows differ by it alone.
 
-    python benchmarks/conformal.py quickstart --out benchmarks/results/conformal_quickstart.json
-    python benchmarks/conformal.py physionet --n-test 64 --n-calib 64 --steps 50,10,5,3 \\
-        --out benchmarks/results/conformal_physionet.json
+    python benchmarks/conformal.py trained --dataset quickstart --out benchmarks/results/conformal_quickstart.json
+    python benchmarks/conformal.py physionet --n-test 64 --n-calib 64 --steps 10,5,3 \\
+        --learned loss10=10,12,13,29,30,31,42,43,44,49 --out benchmarks/results/conformal_physionet.json
 """
 
 from __future__ import annotations
@@ -38,25 +41,47 @@ def _row(name: str, samples: np.ndarray, target: np.ndarray, mask: np.ndarray, s
     return row
 
 
-def quickstart(args) -> dict:
-    from tsimpute.synthetic import correlated_sinusoids
+def _trained_data(args):
+    """``(X_fit, X_eval, to_rows, truth, mask, units)`` of the ``trained`` experiment's ``--dataset``."""
+    if args.dataset == "quickstart":
+        from tsimpute.synthetic import correlated_sinusoids
 
-    X, complete = correlated_sinusoids(n_rows=600, n_features=4, missing_rate=0.2, seed=args.seed)
+        X, complete = correlated_sinusoids(n_rows=600, n_features=4, missing_rate=0.2, seed=args.seed)
+        return X, X, lambda s: s, complete.to_numpy(), X.isna().to_numpy(), "data units"
+    if args.dataset == "beijing":
+        from tsimpute.datasets import load_beijing_multisite
+
+        df = load_beijing_multisite(args.station)
+        values = df.to_numpy()
+        hidden = ~np.isnan(values) & (np.random.default_rng(args.seed).random(values.shape) < args.hide)
+        X = df.mask(hidden)
+        return X, X, lambda s: s, values, hidden, "raw units"
+    from tsimpute.benchmark.profiles import get_profile
+    from tsimpute.benchmark.tasks import build_task
+
+    task = build_task("pm25", get_profile("quick").for_dataset("pm25").replace(n_test=args.n_test))
+    return (task.train_frame, task.test_frame, lambda s: task.to_metric(task.windows(s)), task.target,
+            task.eval_mask, task.units)
+
+
+def trained(args) -> dict:
+    """Every default of ``Imputer`` with ``calibration="conformal"``, fitted on ``--dataset``; the same samples
+    scored with the sampler's spread and with the fitted calibration, on cells the fit never saw."""
+    X_fit, X_eval, to_rows, truth, mask, units = _trained_data(args)
     t0 = time.perf_counter()
-    imp = Imputer(random_state=args.seed, calibration="conformal", verbose=False).fit(X)
+    imp = Imputer(random_state=args.seed, calibration="conformal", verbose=False).fit(X_fit)
     fit_s = time.perf_counter() - t0
-    gaps = X.isna().to_numpy()
-    truth = complete.to_numpy()
     rows = []
     fitted = imp.calibration_
     for name, cal in (("sampler spread", None), ("conformal", fitted)):
         imp.calibration_ = cal
         t0 = time.perf_counter()
-        samples = imp.sample(X, n_samples=args.n_samples, antithetic=True)
-        rows.append(_row(name, samples, truth, gaps, time.perf_counter() - t0))
+        samples = to_rows(imp.sample(X_eval, n_samples=args.n_samples, antithetic=True))
+        rows.append(_row(name, samples, truth, mask, time.perf_counter() - t0))
     imp.calibration_ = fitted
-    return {"fit_seconds": fit_s, "factors": fitted.factors.tolist(), "counts": fitted.counts.tolist(),
-            "rows": rows}
+    return {"dataset": args.dataset, "units": units, "fit_seconds": fit_s, "fit_steps": imp.history_.steps,
+            "n_scored": int(np.asarray(mask).sum()), "factors": fitted.factors.tolist(),
+            "counts": fitted.counts.tolist(), "rows": rows}
 
 
 def physionet(args) -> dict:
@@ -67,10 +92,14 @@ def physionet(args) -> dict:
     task = build_task("physionet", profile, statistics="csdi")
     k = task.target.shape[-1]
     rows = []
-    for steps in args.steps:
+    chains = [(str(steps), "all" if steps == 50 else "uniform", steps, None) for steps in args.steps]
+    chains += [(name, "learned", len(kept), kept) for name, kept in args.learned]
+    for label, selection, steps, kept in chains:
         imp = Imputer.from_csdi(mean=np.zeros(k), scale=np.ones(k), random_state=args.seed, verbose=False,
-                                n_samples=args.n_samples, step_selection="all" if steps == 50 else "uniform",
+                                n_samples=args.n_samples, step_selection="uniform" if kept else selection,
                                 target_steps=steps)
+        if kept is not None:  # a mask learned earlier (its kept steps), as learn_steps would leave it
+            imp.set_params(step_selection="learned")._set_step_mask(np.asarray(kept, dtype=np.int64))
         t0 = time.perf_counter()
         imp.calibrate(task.train_frame, n_samples=args.n_calib_samples)
         calib_s = time.perf_counter() - t0
@@ -85,19 +114,31 @@ def physionet(args) -> dict:
         fixed = fitted.apply(torch.from_numpy(raw).permute(0, 1, 3, 2), given).permute(0, 1, 3, 2).numpy()
         for name, samples in (("sampler spread", raw), ("conformal", fixed)):
             row = _row(name, task.to_metric(samples), task.target, task.eval_mask, sample_s)
-            rows.append({"steps": steps, "calibration_seconds": calib_s if name == "conformal" else 0.0, **row})
+            rows.append({"chain": label, "steps": steps, "kept_steps": imp.inference_steps().tolist(),
+                         "calibration_seconds": calib_s if name == "conformal" else 0.0, **row})
     return {"task": task.info, "rows": rows}
+
+
+def _learned(text: str) -> tuple[str, list[int]]:
+    name, _, kept = text.partition("=")
+    return name, [int(v) for v in kept.split(",")]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("experiment", choices=("quickstart", "physionet"))
+    parser.add_argument("experiment", choices=("trained", "physionet"))
+    parser.add_argument("--dataset", choices=("quickstart", "pm25", "beijing"), default="quickstart",
+                        help="trained: the data the default Imputer is fitted and scored on")
+    parser.add_argument("--station", default="Aotizhongxin", help="trained, beijing: the station")
+    parser.add_argument("--hide", type=float, default=0.1, help="trained, beijing: share of observed cells hidden")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-samples", type=int, default=50)
     parser.add_argument("--n-test", type=int, default=64)
     parser.add_argument("--n-calib", type=int, default=64, help="training stays the calibration hides values of")
     parser.add_argument("--n-calib-samples", type=int, default=50, help="as many as the evaluation draws")
     parser.add_argument("--steps", type=lambda s: [int(v) for v in s.split(",")], default=[50, 10, 5, 3])
+    parser.add_argument("--learned", action="append", default=[], type=_learned,
+                        help="physionet: NAME=k1,k2,... a learned mask's kept steps (0-based), repeatable")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -105,7 +146,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     tune_cpu_allocator()
     t0 = time.perf_counter()
-    result = quickstart(args) if args.experiment == "quickstart" else physionet(args)
+    result = trained(args) if args.experiment == "trained" else physionet(args)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
                                 text=True).stdout.strip())
