@@ -28,12 +28,14 @@ import numpy as np
 import torch
 
 from tsimpute import Imputer
+from tsimpute.benchmark.baselines import make_baseline
 from tsimpute.inference import tune_cpu_allocator
 from tsimpute.metrics import calibration, crps_quantile, mae
 
 
 def _row(name: str, samples: np.ndarray, target: np.ndarray, mask: np.ndarray, seconds: float) -> dict:
-    cal = calibration(samples, target, mask)
+    """Scores of ``samples``; a single sample (a deterministic method) has no band: coverage and width None."""
+    cal = calibration(samples, target, mask) if len(samples) > 1 else {}
     row = {"method": name, "mae": mae(samples, target, mask, median="midpoint"),
            "crps": crps_quantile(samples, target, mask), **{k: float(v) for k, v in cal.items()},
            "seconds": seconds}
@@ -69,7 +71,8 @@ def trained(args) -> dict:
     scored with the sampler's spread and with the fitted calibration, on cells the fit never saw."""
     X_fit, X_eval, to_rows, truth, mask, units = _trained_data(args)
     t0 = time.perf_counter()
-    imp = Imputer(random_state=args.seed, calibration="conformal", verbose=False).fit(X_fit)
+    imp = Imputer(**{"random_state": args.seed, "calibration": "conformal", "verbose": False, **args.params})
+    imp.fit(X_fit)
     fit_s = time.perf_counter() - t0
     rows = []
     fitted = imp.calibration_
@@ -79,7 +82,8 @@ def trained(args) -> dict:
         samples = to_rows(imp.sample(X_eval, n_samples=args.n_samples, antithetic=True))
         rows.append(_row(name, samples, truth, mask, time.perf_counter() - t0))
     imp.calibration_ = fitted
-    return {"dataset": args.dataset, "units": units, "fit_seconds": fit_s, "fit_steps": imp.history_.steps,
+    return {"dataset": args.dataset, "params": args.params, "units": units, "fit_seconds": fit_s,
+            "fit_steps": imp.history_.steps,
             "n_scored": int(np.asarray(mask).sum()), "factors": fitted.factors.tolist(),
             "counts": fitted.counts.tolist(), "rows": rows}
 
@@ -116,6 +120,12 @@ def physionet(args) -> dict:
             row = _row(name, task.to_metric(samples), task.target, task.eval_mask, sample_s)
             rows.append({"chain": label, "steps": steps, "kept_steps": imp.inference_steps().tolist(),
                          "calibration_seconds": calib_s if name == "conformal" else 0.0, **row})
+    for name in args.baselines:  # deterministic: one "sample", no band
+        t0 = time.perf_counter()
+        point = make_baseline(name, max_rows=20_000).fit(task.train_rows).predict(task.test_given)
+        rows.append({"chain": None, "steps": None,
+                     **_row(name, task.to_metric(point[None]), task.target, task.eval_mask,
+                            time.perf_counter() - t0)})
     return {"task": task.info, "rows": rows}
 
 
@@ -129,6 +139,8 @@ def main() -> None:
     parser.add_argument("experiment", choices=("trained", "physionet"))
     parser.add_argument("--dataset", choices=("quickstart", "pm25", "beijing"), default="quickstart",
                         help="trained: the data the default Imputer is fitted and scored on")
+    parser.add_argument("--params", type=json.loads, default={},
+                        help="trained: Imputer parameters as JSON (default: every default)")
     parser.add_argument("--station", default="Aotizhongxin", help="trained, beijing: the station")
     parser.add_argument("--hide", type=float, default=0.1, help="trained, beijing: share of observed cells hidden")
     parser.add_argument("--seed", type=int, default=0)
@@ -136,7 +148,9 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=64)
     parser.add_argument("--n-calib", type=int, default=64, help="training stays the calibration hides values of")
     parser.add_argument("--n-calib-samples", type=int, default=50, help="as many as the evaluation draws")
-    parser.add_argument("--steps", type=lambda s: [int(v) for v in s.split(",")], default=[50, 10, 5, 3])
+    parser.add_argument("--steps", type=lambda s: [int(v) for v in s.split(",") if v], default=[50, 10, 5, 3])
+    parser.add_argument("--baselines", type=lambda s: [v for v in s.split(",") if v], default=[],
+                        help="physionet: deterministic baselines scored on the same stays, e.g. interpolate,knn,mean")
     parser.add_argument("--learned", action="append", default=[], type=_learned,
                         help="physionet: NAME=k1,k2,... a learned mask's kept steps (0-based), repeatable")
     parser.add_argument("--threads", type=int, default=None)

@@ -119,5 +119,28 @@ def test_ensemble_crps_matches_properscoring():
     samples, target = g.normal(size=(6, 3, 4)), g.normal(size=(3, 4))
     mask = (g.random((3, 4)) < 0.6).astype(float)
     expected = properscoring.crps_ensemble(target, np.moveaxis(samples, 0, -1))[mask == 1].mean()
-    got = ensemble_crps(torch.tensor(samples), torch.tensor(target), torch.tensor(mask))
+    got = ensemble_crps(torch.tensor(samples), torch.tensor(target), torch.tensor(mask), fair=False)
     assert got == pytest.approx(expected, rel=1e-9)
+    # the fair score only reweights the spread term: n^2 -> n (n - 1)
+    fair = ensemble_crps(torch.tensor(samples), torch.tensor(target), torch.tensor(mask))
+    err = np.abs(samples - target).mean(0)[mask == 1].mean()
+    assert fair - err == pytest.approx((got - err) * 6 / 5, rel=1e-9)
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_fair_ensemble_crps_prefers_the_true_spread_and_the_plain_one_a_narrow_spread(n):
+    # truth ~ N(0, 1) per entry; ensembles of n samples of N(0, s^2): the fair CRPS is lowest at s = 1, the
+    # plain ensemble CRPS at s = sqrt(a / (2 - a)), a = ((n - 1) / n)^2 (0.63 for n = 4, 0.38 for n = 2)
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(400_000, generator=g, dtype=torch.float64)
+    z = torch.randn(n, 400_000, generator=g, dtype=torch.float64)
+    ones = torch.ones_like(y)
+    spreads = [0.3, 0.45, 0.63, 0.8, 1.0, 1.25, 1.6]
+    fair = [ensemble_crps(s * z, y, ones) for s in spreads]
+    plain = [ensemble_crps(s * z, y, ones, fair=False) for s in spreads]
+    assert spreads[int(np.argmin(fair))] == 1.0
+    a = ((n - 1) / n) ** 2
+    best_plain = spreads[int(np.argmin(plain))]
+    assert best_plain == min(spreads, key=lambda s: abs(s - (a / (2 - a)) ** 0.5)) < 0.7
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        ensemble_crps(z[:1], y, ones)

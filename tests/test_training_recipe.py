@@ -18,6 +18,7 @@ from tsimpute.diffusion.schedules import NoiseSchedule, uniform_steps
 from tsimpute.holdout import HoldoutScore
 from tsimpute.inference import SamplingError, impute_windows
 from tsimpute.models import CSDIConfig, CSDIDenoiser
+from tsimpute.step_learning import ensemble_crps
 from tsimpute.training import TrainConfig, train_denoiser
 
 from .conftest import TINY
@@ -119,6 +120,23 @@ def test_holdout_score_is_repeatable_and_interpolation_conditioning_starts_near_
     model = _model(conditioning="interpolated")
     assert scorer(model) == scorer(model)
     assert math.isfinite(scorer(model))
+
+
+def test_holdout_crps_scores_independent_samples_of_the_hidden_cells():
+    data = _windows(n=16, k=2, length=16)
+    sched = NoiseSchedule(10)
+    model = _model(conditioning="interpolated")
+    crps = HoldoutScore(data, sched, hide=0.3, clip=(-3.0, 3.0), metric="crps", sampler="ddpm")
+    assert crps(model) == crps(model) and math.isfinite(crps(model))
+    # the same cells, samples and noise as sampling them by hand: the fair CRPS of two independent draws
+    gen = torch.Generator().manual_seed(crps.seed + 1)
+    res = impute_windows(model, crps.given, crps.chain, n_samples=2, sampler="ddpm", generator=gen,
+                         clip=(-3.0, 3.0))
+    assert crps(model) == pytest.approx(ensemble_crps(res.samples, crps.values, crps.hidden), rel=1e-6)
+    with pytest.raises(ValueError, match="metric must be one of"):
+        HoldoutScore(data, sched, metric="rmse")
+    with pytest.raises(ValueError, match="n_samples >= 2"):
+        HoldoutScore(data, sched, metric="crps", n_samples=1)
 
 
 def test_clipped_ddpm_equals_unclipped_when_bounds_are_wide_and_bounds_the_output():

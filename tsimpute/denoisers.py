@@ -226,12 +226,12 @@ class ImageDenoiser:
     @torch.no_grad()
     def sample(self, given: torch.Tensor, mask: torch.Tensor, chain: Chain, n_samples: int,
                generator: torch.Generator | None, *, sampler: str = "ddpm", eta: float = 0.0,
-               precision: str = "fp32") -> torch.Tensor:
+               precision: str = "fp32", antithetic: bool = True) -> torch.Tensor:
         """Samples ``(n_samples, N, C, H, W)`` in [-1, 1] of images whose pixels ``given`` are kept where ``mask``
         (N, 1, H, W) is 1 (an all-zero mask generates), with the reverse ``chain``.
 
-        Samples come in antithetic pairs when ``n_samples > 1``; the sampler clips its clean-image predictions
-        to [-1, 1].
+        Samples come in antithetic pairs when ``n_samples > 1`` and ``antithetic`` (else independently); the
+        sampler clips its clean-image predictions to [-1, 1].
         """
         model = self.net
         device = given.device
@@ -256,11 +256,12 @@ class ImageDenoiser:
             x = torch.randn(g.shape, generator=generator, device=device)
         extra = {"eta": eta} if sampler == "ddim" else {}
         x = get_sampler(sampler)(eps_fn, x, chain, generator=generator, clip=(-1.0, 1.0),
-                                 antithetic=n_samples > 1, **extra)
+                                 antithetic=antithetic and n_samples > 1, **extra)
         x = m * g + (1 - m) * x
         return x.view(n_samples, -1, *x.shape[1:])
 
     def reward_samples(self, given: WindowSet, chain: Chain, n_samples: int, generator: torch.Generator,
                        precision: str = "fp32") -> torch.Tensor:
-        """Inpainting samples of held-out pixels (the step mask's reward), conditional, in fp32."""
-        return ImageDenoiser(self.net).sample(given.values, given.observed[:, :1], chain, n_samples, generator)
+        """Independent inpainting samples of held-out pixels (the step mask's reward), conditional, in fp32."""
+        return ImageDenoiser(self.net).sample(given.values, given.observed[:, :1], chain, n_samples, generator,
+                                              antithetic=False)

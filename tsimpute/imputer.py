@@ -38,7 +38,7 @@ from .diffusion.samplers import SAMPLERS
 from .diffusion.schedules import CHAIN_SEMANTICS, uniform_steps
 from .diffusion.targets import TARGET_STRATEGIES, conditional_mask
 from .estimator import DiffusionEstimator, FitData
-from .holdout import HoldoutScore, hide_observed
+from .holdout import HOLDOUT_METRICS, HoldoutScore, hide_observed
 from .inference import SamplingInfo, impute_windows
 from .models import CSDIConfig, CSDIDenoiser
 from .precision import PRECISIONS
@@ -185,10 +185,17 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         Share held out for early stopping: whole series for panels of 10 or more series, else the end of
         each series long enough to give both parts a full window. 0 disables validation.
     patience : int or None, default=5
-        Evaluations without improvement before stopping; the best weights are kept. The weights are
-        evaluated 20 times over training (every ``max_steps // 20`` steps; every epoch when ``max_steps``
-        is ``None``) by the MAE of a 5-step DDIM imputation of hidden observed cells of the validation
-        windows (of training windows without validation; :class:`tsimpute.holdout.HoldoutScore`).
+        Evaluations without improvement before stopping; the best weights are kept. The weights (and the
+        network before training) are evaluated 20 times over training (every ``max_steps // 20`` steps;
+        every epoch when ``max_steps`` is ``None``) by imputing hidden observed cells of the validation
+        windows (of training windows without validation) with the sampler and steps that imputation uses
+        (:class:`tsimpute.holdout.HoldoutScore`), scored by ``checkpoint_metric``.
+    checkpoint_metric : {"crps", "mae"}, default="crps"
+        The held-out score that chooses the kept weights and stops training: ``crps``, the fair ensemble
+        CRPS of two independent samples, a proper score of the whole predictive distribution, so that
+        weights whose samples are accurate but too narrow (or too wide) lose; ``mae``, the error of the
+        median of an antithetic pair of samples (the point imputation alone; the default of earlier releases). Both
+        cost two samples per held-out window.
     precision : {"auto", "fp32", "bf16"}, default="auto"
         Precision of the network's arithmetic, for training (bf16 autocast, fp32 master weights) and
         sampling (a bf16 copy of the network). ``"auto"``: bf16 where the hardware computes it natively
@@ -287,6 +294,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         mask_lr: float = 0.3,
         validation_fraction: float = 0.1,
         patience: int | None = 5,
+        checkpoint_metric: str = "crps",
         precision: str = "auto",
         inference_batch_size: int | None = None,
         device: str = "auto",
@@ -327,6 +335,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         self.mask_lr = mask_lr
         self.validation_fraction = validation_fraction
         self.patience = patience
+        self.checkpoint_metric = checkpoint_metric
         self.precision = precision
         self.inference_batch_size = inference_batch_size
         self.device = device
@@ -352,6 +361,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         "target_strategy": [StrOptions(set(TARGET_STRATEGIES))],
         "noise_levels": [StrOptions(set(NOISE_LEVELS))],
         "patience": [Interval(Integral, 1, None, closed="left"), None],
+        "checkpoint_metric": [StrOptions(set(HOLDOUT_METRICS))],
         "inference_batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "sample_clip": [Interval(Real, 0, None, closed="left"), None],
         "calibration": [StrOptions({"conformal"}), None],
@@ -512,14 +522,15 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         )
 
     def _checkpoint_score(self, data, seed: int) -> HoldoutScore:
-        """The checkpoint score: held-out imputation MAE."""
+        """The checkpoint score: held-out imputation MAE or CRPS (``checkpoint_metric``)."""
         # the sampler and chain that imputation will use (learned steps are not known yet: the uniform ones)
         if self.step_selection == "learned":
             steps = uniform_steps(self.n_steps, min(self.target_steps, self.n_steps))
         else:
             steps = self.inference_steps()
         return HoldoutScore(data, self._schedule, seed=seed, precision=self.precision, clip=self._clip_range(),
-                            chain=self._schedule.chain(steps, self.chain), sampler=self.sampler, eta=self.eta)
+                            chain=self._schedule.chain(steps, self.chain), sampler=self.sampler, eta=self.eta,
+                            metric=self.checkpoint_metric)
 
     @classmethod
     def from_csdi(cls, path=None, *, config=None, feature_names=None, mean=None, scale=None,
