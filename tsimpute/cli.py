@@ -91,13 +91,14 @@ def bench(
     model: _opt(str | None, "Evaluate a published network instead of training one: csdi-physionet (CSDI's "
                             "PhysioNet weights, shipped with tsimpute).") = None,
     seed: _opt(list[str] | None, "Model seed; repeat it or give a comma list (mean ± std).") = None,
-    methods: _opt(str | None, "Comma list restricting the methods (default: all).") = None,
+    methods: _opt(str | None, "Comma list of methods (default: all but learned-finetune; saits, which needs "
+                              "the peers extra, only on request in the smoke profile).") = None,
     missing_ratio: _opt(float, "PhysioNet: share of observed values held out.") = 0.1,
     source: _opt(str, "PhysioNet data: auto, full (archive) or sample (embedded).") = "auto",
     data_dir: _opt(Path | None, "Data root searched first.") = None,
-    device: _opt(str, "Torch device: cpu, cuda, cuda:N or auto.") = "cpu",
+    device: _opt(str, "Torch device (diffusion model and SAITS): cpu, cuda, cuda:N or auto.") = "cpu",
     out: _opt(Path, "Folder for the JSON / CSV / PNG results.") = Path("bench-results"),
-    epochs: _opt(int | None, "Override the profile's training epochs.") = None,
+    epochs: _opt(int | None, "Override the profile's training epochs (diffusion model).") = None,
     n_samples: _opt(int | None, "Override the profile's samples per window.") = None,
     n_train: _opt(int | None, "Override the profile's number of training series.") = None,
     n_test: _opt(int | None, "Override the profile's number of test windows.") = None,
@@ -108,7 +109,7 @@ def bench(
     plot: _opt(bool, "Write the PNG plot (needs the plot extra).") = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or messages.")] = False,
 ) -> None:
-    """Train once, sample with different step counts and selections, compare with classical imputers.
+    """Train once, sample with different step counts and selections, compare with classical imputers and SAITS.
 
     Image datasets (digits, mnist, fashion-mnist) train a UNet and compare generation and inpainting instead.
     """

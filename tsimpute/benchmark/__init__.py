@@ -5,7 +5,7 @@
 - :func:`write_results` writes JSON, CSV and a PNG plot (errors against steps, reliability diagrams of the
   sampled methods); :func:`format_table` prints a summary;
 - :data:`PROFILES` (``smoke``, ``quick``, ``paper``) size the runs;
-- :mod:`tsimpute.benchmark.baselines` holds the classical imputers.
+- :mod:`tsimpute.benchmark.baselines` holds the classical imputers, :mod:`tsimpute.benchmark.saits` PyPOTS' SAITS.
 """
 
 from .baselines import BASELINES, Baseline
@@ -16,9 +16,11 @@ from .runner import (
     DEFAULT_METHODS,
     DIFFUSION_METHODS,
     METHODS,
+    PEER_METHODS,
     PRETRAINED_MODELS,
     ROW_FIELDS,
     BenchResult,
+    default_methods,
     parse_steps,
     run_benchmark,
 )
@@ -31,6 +33,7 @@ __all__ = [
     "DEFAULT_METHODS",
     "DIFFUSION_METHODS",
     "METHODS",
+    "PEER_METHODS",
     "PRETRAINED_MODELS",
     "PROFILES",
     "ROW_FIELDS",
@@ -39,6 +42,7 @@ __all__ = [
     "BenchTask",
     "Baseline",
     "build_task",
+    "default_methods",
     "format_table",
     "get_profile",
     "git_revision",

@@ -81,13 +81,14 @@ def _reliability(axes, diffusion: pd.DataFrame) -> None:
 
 def plot_results(rows: pd.DataFrame, path: str | os.PathLike[str], *, title: str = "") -> Path:
     """Plot CRPS and MAE against steps: a line per diffusion method (mean ± std over seeds, NFE as x), the
-    full chain as a star, classical imputers as horizontal dashed lines. Below them, when the sampled rows
-    have calibration columns, one reliability diagram per step count: the empirical coverage of the central
-    50/80/90/95% bands against the nominal level per method (classical point estimates have no band and
-    are left out), with the diagonal and the dotted curve a calibrated model with as many samples reaches.
+    full chain as a star, classical imputers and SAITS as horizontal dashed lines. Below them, when the sampled
+    rows have calibration columns, one reliability diagram per step count: the empirical coverage of the central
+    50/80/90/95% bands against the nominal level per method (point estimates have no band and are left out),
+    with the diagonal and the dotted curve a calibrated model with as many samples reaches.
     Saves a PNG and returns its path.
     """
     from .report import summarize
+    from .runner import PEER_METHODS
 
     plt = require_matplotlib()
     from matplotlib.ticker import FuncFormatter
@@ -113,8 +114,9 @@ def plot_results(rows: pd.DataFrame, path: str | os.PathLike[str], *, title: str
             ax.errorbar(part["steps"], part[metric], yerr=part[f"{metric}_std"], label=method, capsize=3,
                         linewidth=1.5, **_STYLE.get(method, {}))
         for i, (_, r) in enumerate(classical.iterrows()):
+            kind = "PyPOTS" if r["method"] in PEER_METHODS else "classical"
             ax.axhline(r[metric], linestyle=dashes[i % len(dashes)], linewidth=1.2, color="0.4",
-                       label=f"{r['method']} (classical)")
+                       label=f"{r['method']} ({kind})")
         ticks = sorted(set(diffusion["steps"].astype(int)))
         if ticks:
             ax.set_xscale("log")

@@ -6,6 +6,11 @@ few samples); ``converged`` sizes a CPU run of a published network (``--model``:
 stays, 10 samples, steps 50/10/5/3/2); ``paper`` is CSDI's protocol (CSDI's architecture, 200 epochs,
 100 samples, the whole test fold), meant for a GPU. Every setting is written into the result files.
 
+SAITS (PyPOTS, the ``peers`` extra) runs by default in the quick, converged and paper profiles: a smaller
+network for at most 50 epochs in ``quick``, PyPOTS' PhysioNet settings for up to 100 epochs in the others, with
+early stopping. ``smoke`` runs it only when asked for (``--methods ...,saits``), as a tiny network trained for
+2 epochs: importing PyPOTS alone takes seconds.
+
 "Training series" are PhysioNet stays, PM2.5 chunks of six days (whole months when ``n_train`` is None,
 as in the quick and paper profiles) and synthetic chunks of four windows; "test windows" are PhysioNet test
 stays, CSDI's PM2.5 test windows (an evenly spread subset) and synthetic test windows.
@@ -48,6 +53,13 @@ class BenchProfile:
         Step counts that get a jointly trained model (one training run each); None: every count below T.
     knn_neighbors, iterative_max_iter, baseline_max_rows : classical settings
         ``baseline_max_rows`` caps the training rows given to KNN / iterative (None: all).
+    saits_default : bool
+        Run ``saits`` when no methods are named (it is always run on request).
+    saits_epochs, saits_patience, saits_n_layers, saits_d_model, saits_n_heads : SAITS settings
+        With ``saits_d_ffn``, ``saits_dropout``, ``saits_batch_size`` and ``saits_lr``: the settings of
+        :class:`~tsimpute.benchmark.saits.Saits` (PyPOTS' SAITS, ``d_k = d_v = d_model // n_heads``); the
+        defaults are PyPOTS' / TSI-Bench's PhysioNet settings (2 layers, d_model 256, 4 heads, d_ffn 128,
+        dropout 0.1), trained for up to 100 epochs with early stopping after 10 epochs without progress.
     inference_batch_size : int
         Window-samples per network call.
     overrides : dict
@@ -73,6 +85,16 @@ class BenchProfile:
     iterative_max_iter: int = 10
     baseline_max_rows: int | None = 20000
     inference_batch_size: int = 512
+    saits_default: bool = True
+    saits_epochs: int = 100
+    saits_patience: int | None = 10
+    saits_n_layers: int = 2
+    saits_d_model: int = 256
+    saits_n_heads: int = 4
+    saits_d_ffn: int = 128
+    saits_dropout: float = 0.1
+    saits_batch_size: int = 32
+    saits_lr: float = 1e-3
     overrides: dict[str, dict] = field(default_factory=dict)
 
     def for_dataset(self, dataset: str) -> BenchProfile:
@@ -96,14 +118,19 @@ PROFILES: dict[str, BenchProfile] = {
         name="smoke", epochs=2, channels=16, n_layers=1, n_heads=4, n_samples=3, steps=(50, 10),
         n_train=48, n_test=8, learn_epochs=1, joint_steps=(10,), iterative_max_iter=3, baseline_max_rows=2000,
         ddim_full=True,
+        # importing PyPOTS alone takes seconds: saits only on request, as a tiny network trained for 2 epochs
+        saits_default=False, saits_epochs=2, saits_patience=None, saits_n_layers=1, saits_d_model=32,
+        saits_n_heads=2, saits_d_ffn=32,
     ),
     "quick": BenchProfile(
         name="quick", epochs=20, channels=32, n_layers=1, n_heads=4, n_samples=10, steps=(50, 25, 10, 5),
         n_train=320, n_test=20, learn_epochs=1, joint_steps=(10,), iterative_max_iter=10,
         baseline_max_rows=5000, ddim_full=False, overrides={"pm25": {"n_train": None}},
+        saits_epochs=50, saits_patience=5, saits_d_model=64, saits_d_ffn=64,
     ),
     # for a published network (run_benchmark(model=...)): nothing is trained, so the budget goes to sampling;
-    # the step mask is learned over n_train training stays (a fraction of one epoch)
+    # the step mask is learned over n_train training stays (a fraction of one epoch); SAITS, with PyPOTS'
+    # PhysioNet settings (the defaults), trains on the same stays: minutes on a CPU (206 s with one thread on 2 cores)
     "converged": BenchProfile(
         name="converged", epochs=1, channels=64, n_layers=4, n_heads=8, n_samples=10, steps=(50, 10, 5, 3, 2),
         n_train=320, n_test=32, learn_epochs=1, joint_steps=(), iterative_max_iter=10, baseline_max_rows=20000,

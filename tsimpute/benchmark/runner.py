@@ -1,17 +1,17 @@
 """Run a benchmark: train once, sample the same model with different step selections, score every method.
 
-For each seed: the classical baselines are fitted and scored; one diffusion :class:`~tsimpute.Imputer` is
-fitted and sampled with every step count and step selection (``set_params`` only, no refit); the
-from-pretrained step mask is learned on a copy of it per step count (``learned-finetune``: the same with the
-network fine-tuned along); ``learned-joint`` fits one more model per step count it is run for. Every result
-is one row: see :data:`ROW_FIELDS`.
+For each seed: the classical baselines and SAITS (:mod:`tsimpute.benchmark.saits`, PyPOTS) are fitted and
+scored; one diffusion :class:`~tsimpute.Imputer` is fitted and sampled with every step count and step
+selection (``set_params`` only, no refit); the from-pretrained step mask is learned on a copy of it per step
+count (``learned-finetune``: the same with the network fine-tuned along); ``learned-joint`` fits one more
+model per step count it is run for. Every result is one row: see :data:`ROW_FIELDS`.
 
 With ``model="csdi-physionet"`` nothing is trained: the diffusion model is the CSDI authors' published
 PhysioNet network (:meth:`~tsimpute.Imputer.from_csdi`), and the task is normalised with CSDI's statistics.
 
 Rows with several samples per entry also report the calibration of their predictive distribution (coverage of
 the central 50/80/90/95% bands of the samples and the mean width of the 90% band, :func:`tsimpute.metrics.
-calibration`); point estimates (the classical baselines) have no band and get NaN there.
+calibration`); point estimates (the classical baselines, SAITS) have no band and get NaN there.
 """
 
 from __future__ import annotations
@@ -30,18 +30,21 @@ from .baselines import BASELINES, Baseline
 from .profiles import BenchProfile, get_profile
 from .tasks import BenchTask, build_task
 
-__all__ = ["CALIBRATION_FIELDS", "DEFAULT_METHODS", "DIFFUSION_METHODS", "METHODS", "PRETRAINED_MODELS",
-           "ROW_FIELDS", "BenchResult", "parse_steps", "run_benchmark"]
+__all__ = ["CALIBRATION_FIELDS", "DEFAULT_METHODS", "DIFFUSION_METHODS", "METHODS", "PEER_METHODS",
+           "PRETRAINED_MODELS", "ROW_FIELDS", "BenchResult", "default_methods", "parse_steps", "run_benchmark"]
 
 #: Diffusion methods, all sampled from the same trained model except ``learned-joint``.
 DIFFUSION_METHODS: tuple[str, ...] = (
     "diffusion-all", "diffusion-uniform", "diffusion-quadratic", "ddim-uniform", "learned-pretrained",
     "learned-finetune", "learned-joint",
 )
+#: Published models run through PyPOTS (the ``peers`` extra): point estimates, row family ``peer``.
+PEER_METHODS: tuple[str, ...] = ("saits",)
 #: Every method, in table order.
-METHODS: tuple[str, ...] = DIFFUSION_METHODS + BASELINES
-#: Methods run when none are named (``learned-finetune`` only on request).
-DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m != "learned-finetune")
+METHODS: tuple[str, ...] = DIFFUSION_METHODS + BASELINES + PEER_METHODS
+#: Methods run when none are named with a profile whose ``saits_default`` is off (``smoke``): every method but
+#: ``learned-finetune`` and ``saits``. See :func:`default_methods`.
+DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m not in ("learned-finetune", *PEER_METHODS))
 #: Published networks ``run_benchmark(model=...)`` evaluates instead of training one (dataset they belong to).
 PRETRAINED_MODELS: dict[str, str] = {"csdi-physionet": "physionet"}
 
@@ -99,9 +102,16 @@ def parse_steps(steps: str | Sequence[int] | None, n_steps: int = N_STEPS) -> tu
     return tuple(sorted(set(values), reverse=True))
 
 
-def _check_methods(methods: Sequence[str] | None) -> tuple[str, ...]:
+def default_methods(profile: str | BenchProfile) -> tuple[str, ...]:
+    """Methods run when none are named: :data:`DEFAULT_METHODS`, and ``saits`` where the profile's
+    ``saits_default`` says (quick, converged, paper)."""
+    prof = get_profile(profile)
+    return tuple(m for m in METHODS if m in DEFAULT_METHODS or (m == "saits" and prof.saits_default))
+
+
+def _check_methods(methods: Sequence[str] | None, profile: BenchProfile) -> tuple[str, ...]:
     if methods is None:
-        return DEFAULT_METHODS
+        return default_methods(profile)
     methods = tuple(methods)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -157,6 +167,23 @@ class _Runner:
         pred = base.predict(self.task.test_given)
         t2 = time.perf_counter()
         self._row(name, 0, self._score(pred[None]), train_seconds=t1 - t0, impute_seconds=t2 - t1)
+
+    # ------------------------------------------------------------------ peers
+    def saits(self) -> None:
+        from .saits import Saits
+
+        t = self.task
+        self.log(f"[seed {self.seed}] saits")
+        model = Saits.from_profile(self.profile, t.window, seed=self.seed, device=self.device)
+        t0 = time.perf_counter()
+        model.fit(t.train_frame)
+        t1 = time.perf_counter()
+        pred = model.predict(t.test_given)
+        t2 = time.perf_counter()
+        self.log(f"[seed {self.seed}] saits: {model.n_train_windows_} training and {model.n_valid_windows_} "
+                 f"validation windows, best epoch {model.best_epoch_} of {self.profile.saits_epochs}")
+        self._row("saits", 0, self._score(pred[None]), train_seconds=t1 - t0, impute_seconds=t2 - t1,
+                  family="peer")
 
     # ------------------------------------------------------------------ diffusion
     def make_imputer(self, **params):
@@ -276,10 +303,10 @@ class _Runner:
 def _calibration_notes(methods: Sequence[str], n_samples: int) -> list[str]:
     """How to read the calibration columns of this run."""
     notes = []
-    if any(m in BASELINES for m in methods):
+    if any(m in BASELINES or m in PEER_METHODS for m in methods):
         notes.append("cov50 / cov90: share of held-out values inside the central 50% / 90% band of the samples; "
-                     "width90: mean width of the 90% band; the classical methods give one point estimate and "
-                     "have no band (- in the table, NaN in the files)")
+                     "width90: mean width of the 90% band; the classical methods and SAITS give one point estimate "
+                     "and have no band (- in the table, NaN in the files)")
     if any(m in DIFFUSION_METHODS for m in methods) and 1 < n_samples < 20:
         bound = (n_samples - 1) / (n_samples + 1)
         notes.append(f"{n_samples} samples per value: every band lies within the samples' range, which a "
@@ -320,7 +347,8 @@ def run_benchmark(
         Model seeds (weights, training order, sampling noise). The protocol (split, targets, subsets)
         stays fixed, so the spread over seeds is the method's.
     methods : sequence of str, optional
-        Subset of :data:`METHODS`; default all.
+        Subset of :data:`METHODS`; default :func:`default_methods` of the profile. ``saits`` needs PyPOTS (the
+        ``peers`` extra): without it, that method is skipped with a note saying how to install it.
     missing_ratio : float, default=0.1
         PhysioNet / synthetic held-out share.
     data_dir : str or path-like, optional
@@ -348,13 +376,13 @@ def run_benchmark(
     -------
     BenchResult
     """
-    methods = _check_methods(methods)
-    if model is not None and PRETRAINED_MODELS.get(model) != dataset:
-        known = ", ".join(f"{m} ({d})" for m, d in PRETRAINED_MODELS.items())
-        raise ValueError(f"model {model!r} is not a published network for {dataset!r}; known: {known}")
     prof = get_profile(profile).for_dataset(dataset)
     if profile_changes:
         prof = prof.replace(**{k: v for k, v in profile_changes.items() if v is not None})
+    methods = _check_methods(methods, prof)
+    if model is not None and PRETRAINED_MODELS.get(model) != dataset:
+        known = ", ".join(f"{m} ({d})" for m, d in PRETRAINED_MODELS.items())
+        raise ValueError(f"model {model!r} is not a published network for {dataset!r}; known: {known}")
     step_counts = parse_steps(steps) if steps is not None else parse_steps(prof.steps)
     seeds = [int(s) for s in seeds]
     if not seeds:
@@ -365,6 +393,13 @@ def run_benchmark(
     task = build_task(dataset, prof, data_dir=data_dir, missing_ratio=missing_ratio, source=source,
                       statistics="csdi" if model is not None else "train")
     notes = list(task.notes)
+    if "saits" in methods:
+        from .saits import pypots_missing
+
+        missing = pypots_missing()  # imports PyPOTS now, so that its import is not timed as training
+        if missing is not None:
+            methods = tuple(m for m in methods if m != "saits")
+            notes.append(f"saits skipped: {missing}")
     for note in notes:
         log(f"note: {note}")
     rows, masks = [], []
@@ -374,6 +409,8 @@ def run_benchmark(
         for name in methods:
             if name in BASELINES:
                 run.classical(name)
+            elif name == "saits":
+                run.saits()
         diffusion = [m for m in methods if m in DIFFUSION_METHODS]
         if diffusion:
             run.diffusion(diffusion)
