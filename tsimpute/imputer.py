@@ -694,6 +694,11 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         The draws are independent (as multiple imputation needs); ``antithetic=True`` draws them in
         antithetic pairs instead, as :meth:`transform` and :meth:`predict_quantiles` do.
 
+        With a fitted spread calibration (``calibration="conformal"`` or :meth:`calibrate`, for the current
+        sampling settings) each draw is moved away from (or towards) the cell's median by its level's factor,
+        keeping its rank, so that the central bands of the draws hold their nominal share of held-out values
+        (see :meth:`predict_quantiles`); the median is unchanged.
+
         With ``return_info=True`` returns ``(samples, info)``, where ``info`` is a
         :class:`~tsimpute.inference.SamplingInfo` (network calls made, steps of the reverse chain, windows).
         """
@@ -723,7 +728,16 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         Returns a DataFrame with the rows of ``X`` whose columns are a ``(quantile, column)`` MultiIndex (for a
         DataFrame or a 2-D array-like), or, for a 3-D array ``(n_series, n_steps, n_features)`` (or a dict
         ``{"X": array}`` holding one), a float64 array ``(n_quantiles, n_series, n_steps, n_features)``.
-        Observed cells equal ``X`` at every quantile."""
+        Observed cells equal ``X`` at every quantile.
+
+        What the bands mean: the quantiles of the samples' distribution of each missing cell given the observed
+        ones. How often a central band (e.g. 0.05 to 0.95) holds the truth depends on the training and on the
+        steps sampled: without calibration few-step chains are overconfident (the 90% band of CSDI's published
+        network held 60-73% of hidden PhysioNet values at 5-10 steps). With ``calibration="conformal"`` or after
+        :meth:`calibrate` the spread is rescaled, per column, gap length and level, so that central bands of
+        20% to 95% hold their nominal share of observed values hidden from the model (split conformal,
+        :mod:`tsimpute.calibration`; ``benchmarks/results/conformal.md``). That share is over cells, not for
+        each cell, and holds for gaps that resemble values missing at random."""
         try:
             q = np.asarray(quantiles, dtype=np.float64)
         except (TypeError, ValueError):
