@@ -29,6 +29,7 @@ import torch
 
 from tsimpute import Imputer
 from tsimpute.benchmark.baselines import make_baseline
+from tsimpute.benchmark.saits import Saits
 from tsimpute.inference import tune_cpu_allocator
 from tsimpute.metrics import calibration, crps_quantile, mae
 
@@ -120,9 +121,18 @@ def physionet(args) -> dict:
             row = _row(name, task.to_metric(samples), task.target, task.eval_mask, sample_s)
             rows.append({"chain": label, "steps": steps, "kept_steps": imp.inference_steps().tolist(),
                          "calibration_seconds": calib_s if name == "conformal" else 0.0, **row})
+    if args.baselines and args.baseline_train != args.n_calib:  # the same test stays, more training stays
+        wider = build_task("physionet", profile.replace(n_train=args.baseline_train), statistics="csdi")
+        if not np.array_equal(wider.target, task.target, equal_nan=True):
+            raise RuntimeError("the baselines' task has other test stays")
+        task = wider
     for name in args.baselines:  # deterministic: one "sample", no band
         t0 = time.perf_counter()
-        point = make_baseline(name, max_rows=20_000).fit(task.train_rows).predict(task.test_given)
+        if name == "saits":  # PyPOTS' SAITS with the converged profile's (PyPOTS' PhysioNet) settings
+            model = Saits.from_profile(profile, task.window, seed=args.seed).fit(task.train_frame)
+        else:
+            model = make_baseline(name, max_rows=20_000).fit(task.train_rows)
+        point = model.predict(task.test_given)
         rows.append({"chain": None, "steps": None,
                      **_row(name, task.to_metric(point[None]), task.target, task.eval_mask,
                             time.perf_counter() - t0)})
@@ -150,7 +160,10 @@ def main() -> None:
     parser.add_argument("--n-calib-samples", type=int, default=50, help="as many as the evaluation draws")
     parser.add_argument("--steps", type=lambda s: [int(v) for v in s.split(",") if v], default=[50, 10, 5, 3])
     parser.add_argument("--baselines", type=lambda s: [v for v in s.split(",") if v], default=[],
-                        help="physionet: deterministic baselines scored on the same stays, e.g. interpolate,knn,mean")
+                        help="physionet: deterministic baselines scored on the same stays, e.g. "
+                             "interpolate,knn,mean,first-guess,saits")
+    parser.add_argument("--baseline-train", type=int, default=64,
+                        help="physionet: training stays the baselines are fitted on")
     parser.add_argument("--learned", action="append", default=[], type=_learned,
                         help="physionet: NAME=k1,k2,... a learned mask's kept steps (0-based), repeatable")
     parser.add_argument("--threads", type=int, default=None)
