@@ -21,6 +21,7 @@ from tsimpute.diffusion.distillation import (
     kept_indices,
     target_from_step,
 )
+from tsimpute.diffusion.parameterization import Parameterization
 from tsimpute.diffusion.samplers import sample_ddim
 from tsimpute.diffusion.schedules import Chain, NoiseSchedule, uniform_steps
 from tsimpute.synthetic import correlated_sinusoids
@@ -276,6 +277,14 @@ def test_bad_lengths_raise_value_errors(teacher, data):
         teacher.distill(X, calls=2, max_time=-1.0)
     with pytest.raises(ValueError, match="lr"):
         teacher.distill(X, calls=2, lr=0.0)
+
+
+def test_the_default_rate_is_lower_for_noise_prediction(teacher):
+    assert teacher._distillation_lr() == pytest.approx(teacher.lr / 30)
+    residual = copy.deepcopy(teacher)
+    residual.denoiser_ = residual.denoiser_.with_net(residual.model_)
+    residual.denoiser_.parameterization = Parameterization("residual")
+    assert residual._distillation_lr() == pytest.approx(teacher.lr / 3)
 
 
 def test_a_time_budget_alone_ends_the_rounds(teacher, data):

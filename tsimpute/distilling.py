@@ -43,8 +43,11 @@ class DistillationConfig:
     """Settings of :func:`distil`.
 
     Every round ends at the first of ``max_steps_per_round`` optimizer steps and its share of ``max_time``
-    seconds (the time left divided by the rounds left); at least one must be set. Adam's rate starts at
-    ``lr`` in every round and decays linearly to zero over it.
+    seconds (the time left divided by the rounds left); at least one must be set. In every round Adam's rate
+    rises linearly to ``lr`` over its first ``warmup`` and decays linearly to zero over the rest; gradients
+    are clipped to the norm ``grad_clip`` (None: not clipped). With a noise-predicting network the clean
+    error at the noisiest step is ``sigma / alpha`` times the noise error (173 at CSDI's last step), and
+    single batches' losses spike by hundreds of times the typical one.
 
     ``clip``: bounds of the teacher's clean predictions (:func:`~tsimpute.diffusion.distillation.ddim_step`).
     None (default): the targets follow the unclipped teacher, even where its sampling clips. From the pure
@@ -60,6 +63,8 @@ class DistillationConfig:
     lr: float = 3e-4
     batch_size: int = 16
     weighting: str = "truncated_snr"
+    warmup: float = 0.05
+    grad_clip: float | None = 1.0
     clip: tuple | None = None
     verbose: bool = False
 
@@ -129,6 +134,13 @@ class DistilledSampler:
     @classmethod
     def of(cls, chain: Chain, teacher: Chain, rounds: list[DistillationRound]) -> DistilledSampler:
         return cls(chain.timesteps.tolist(), chain.alphas_cumprod.tolist(), teacher.timesteps.tolist(), rounds)
+
+
+def _lr_factor(progress: float, warmup: float) -> float:
+    """Linear warm-up over the first ``warmup`` of a round, then linear decay to zero."""
+    if progress < warmup:
+        return max(progress / warmup, 1e-2)
+    return max(1.0 - progress, 0.0) / max(1.0 - warmup, 1e-9)
 
 
 def _batches(data: WindowSet, batch_size: int, generator: torch.Generator):
@@ -216,11 +228,13 @@ def distil(denoiser, chain: Chain, data: WindowSet, targets: TargetsFn, config: 
             if progress >= 1.0:
                 break
             for group in opt.param_groups:
-                group["lr"] = config.lr * (1.0 - progress)
+                group["lr"] = config.lr * _lr_factor(progress, config.warmup)
             batch = next(batches)
             loss = _batch_loss(teacher, student, batch, targets(batch), chain, kept, config, generator)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if config.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
             opt.step()
             record.losses.append(loss.item())
             step += 1
