@@ -36,7 +36,7 @@ def test_format2_imputer_file_is_migrated_and_samples_as_before(tmp_path):
     np.testing.assert_array_equal(quantiles.to_numpy(), EXPECTED["imputer_quantiles"])
 
     imp.save(tmp_path / "now.pt")
-    assert torch.load(tmp_path / "now.pt", weights_only=True)["format_version"] == 3
+    assert torch.load(tmp_path / "now.pt", weights_only=True)["format_version"] == Imputer._checkpoint_version
     with torch_threads(1):
         again = Imputer.load(tmp_path / "now.pt").set_params(precision="fp32").transform(X)
     pd.testing.assert_frame_equal(again, out)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -165,3 +167,18 @@ def test_masks():
     assert abs(float(rand.mean()) - 0.5) < 0.02
     with pytest.raises(ValueError, match="hidden pattern"):
         hidden_pattern("ring", 1, 8, 8)
+
+
+def test_distill_gives_a_two_call_image_imputer_that_saves_and_loads(fitted, digits, tmp_path):
+    student = fitted.distill(digits[:64], calls=2, max_steps_per_round=3)
+    assert fitted.distillation_ is None and len(fitted.inference_chain()) == 4
+    assert student.inference_steps().tolist() == fitted.learned_steps_[[1, 3]].tolist()
+    assert student.sampler == "ddim" and student.distillation_.calls == 2
+    x = _with_holes(digits)
+    out = student.transform(x)
+    seen = ~np.isnan(x)
+    assert np.array_equal(out[seen], x[seen]) and not np.isnan(out).any()
+    student.save(tmp_path / "student.pt")
+    np.testing.assert_array_equal(ImageImputer.load(tmp_path / "student.pt").transform(x), out)
+    with pytest.raises(ValueError, match="replace"):
+        copy.deepcopy(fitted).set_params(inpainting="replace").distill(digits[:64], calls=2)

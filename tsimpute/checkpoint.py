@@ -1,8 +1,8 @@
 """One-file checkpoints of the fitted estimators, and the migration of files written by older releases.
 
 A file is written with ``torch.save`` and read with ``torch.load(weights_only=True)``: it holds only tensors,
-numbers, strings, lists and dicts, never arbitrary pickled objects. Its layout (format version 3 for
-:class:`~tsimpute.Imputer`, 2 for :class:`~tsimpute.image_imputer.ImageImputer`)::
+numbers, strings, lists and dicts, never arbitrary pickled objects. Its layout (format version 4 for
+:class:`~tsimpute.Imputer`, 3 for :class:`~tsimpute.image_imputer.ImageImputer`)::
 
     format, format_version, tsimpute_version
     params          the estimator's parameters (get_params)
@@ -11,6 +11,8 @@ numbers, strings, lists and dicts, never arbitrary pickled objects. Its layout (
     denoiser        the denoiser adapter's settings (conditioning, parameterization, first guess, ...)
     data            the data-dependent fitted state (scaler, window, feature names / image shape, range)
     sample_seed, seeded, learned_steps, step_scores
+    distilled       None, or a distilled sampler's chain (timesteps, alphas_cumprod), its sampler ("ddim",
+                    eta 0), the teacher's steps and the record of its rounds (Imputer 4, ImageImputer 3)
 
 Older files are read through :data:`MIGRATIONS`, one version at a time.
 """
@@ -96,11 +98,18 @@ def _image_v1_to_v2(payload: dict) -> dict:
             "learned_steps": payload.get("learned_steps"), "step_scores": payload.get("step_scores")}
 
 
+def _no_distilled_sampler(payload: dict) -> dict:
+    # files written before distillation hold the fitted network itself, sampled over its step selection
+    return {**payload, "format_version": payload["format_version"] + 1, "distilled": None}
+
+
 #: ``(format, version) -> function`` turning a payload of that version into the next version's.
 MIGRATIONS: dict[tuple[str, int], Callable[[dict], dict]] = {
     ("tsimpute.Imputer", 1): _imputer_v1_to_v2,
     ("tsimpute.Imputer", 2): _imputer_v2_to_v3,
+    ("tsimpute.Imputer", 3): _no_distilled_sampler,
     ("tsimpute.ImageImputer", 1): _image_v1_to_v2,
+    ("tsimpute.ImageImputer", 2): _no_distilled_sampler,
 }
 
 

@@ -191,6 +191,17 @@ class SeriesDenoiser:
         return _WindowEps(net, values, cond, side, n_steps, threads, self.conditioning, self.parameterization,
                           alpha_bar)
 
+    def batch_eps(self, values: torch.Tensor, cond: torch.Tensor, alpha_bar: dict[int, float]) -> _WindowEps:
+        """``eps(x_t, t)`` of this adapter's network for the windows ``values``/``cond`` (B, K, L), in one call on
+        the calling thread, so that gradients flow through it (training a distilled sampler).
+
+        ``alpha_bar`` maps each step it will be called at to the signal level of the state there.
+        """
+        side = self.net.encode_side(cond)
+        n_steps = max(alpha_bar) + 1 if alpha_bar else 1
+        return _WindowEps(self.net, values, cond, side, n_steps, 1, self.conditioning, self.parameterization,
+                          alpha_bar)
+
     def reward_samples(self, given: WindowSet, chain: Chain, n_samples: int, generator: torch.Generator,
                        precision: str = "fp32") -> torch.Tensor:
         """Samples ``(n, B, K, L)`` of the entries of ``given`` that are not observed (the step mask's reward)."""
@@ -222,6 +233,15 @@ class ImageDenoiser:
         net = self.net
         pred = net(x_t, t, batch.values * cond, cond[:, :1]) if net.config.conditional else net(x_t, t)
         return masked_eps_mse(pred, eps, batch.observed - cond, weight=weight, reduction=reduction)
+
+    def batch_eps(self, values: torch.Tensor, cond: torch.Tensor, alpha_bar: dict[int, float]):
+        """``eps(x_t, t)`` of the conditional network for images ``values`` given where ``cond`` (N, C, H, W) is 1,
+        with gradients (training a distilled sampler; ``alpha_bar`` is not needed by noise prediction)."""
+        if self.replace or not self.net.config.conditional:
+            raise ValueError("only a conditional network that sees the given pixels can be distilled "
+                             "(replacement inpainting samples stochastically)")
+        given, mask = values * cond, cond[:, :1]
+        return lambda x, t: self.net(x, t, given, mask).float()
 
     @torch.no_grad()
     def sample(self, given: torch.Tensor, mask: torch.Tensor, chain: Chain, n_samples: int,

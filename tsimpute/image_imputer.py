@@ -131,7 +131,7 @@ class ImageImputer(DiffusionEstimator):
         "inpainting": [StrOptions(set(INPAINTING))],
     }
     _checkpoint_format = "tsimpute.ImageImputer"
-    _checkpoint_version = 2  # 2: network, denoiser adapter and data state apart
+    _checkpoint_version = 3  # 3: a distilled sampler; 2: network, denoiser adapter and data state apart
 
     # ------------------------------------------------------------------ checks
     def _always_learns_masks(self) -> bool:
@@ -278,6 +278,11 @@ class ImageImputer(DiffusionEstimator):
 
     def _learning_targets(self, data, generator: torch.Generator):
         return lambda batch: self._training_targets(batch, generator)
+
+    def _check_distillable(self) -> None:
+        if self.inpainting == "replace":
+            raise ValueError("inpainting='replace' samples stochastically (the given pixels are noised anew at "
+                             "every step) and cannot be distilled: use inpainting='conditional'")
 
     # ------------------------------------------------------------------ sampling
     def _draw(self, given: torch.Tensor, mask: torch.Tensor, n_samples: int, generator: torch.Generator,

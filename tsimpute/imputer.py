@@ -372,7 +372,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         "max_time": "a positive number of seconds or None",
     }
     _checkpoint_format = "tsimpute.Imputer"
-    _checkpoint_version = 3  # 3: network, denoiser adapter and data state apart (2: the fitted window)
+    _checkpoint_version = 4  # 4: a distilled sampler; 3: network, denoiser adapter and data state apart
 
     # ------------------------------------------------------------------ parameter checks
     def _check_param_relations(self) -> None:
@@ -644,12 +644,20 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         out[..., cols] = unscaled(modelled, self.mean_[cols], self.scale_[cols])
         return out, ~np.isnan(frame.to_numpy(dtype=np.float64)), info
 
+    def _distillation_lr(self) -> float:
+        # the residual parameterization's clean prediction stays bounded at every noise level: a larger rate
+        return self.lr / 3 if self.denoiser_.parameterization.kind == "residual" else self.lr / 30
+
     # ------------------------------------------------------------------ calibration of the spread
     def _sampling_settings(self) -> dict:
-        """What the samples' spread depends on besides the network: the steps, chain and update."""
+        """What the samples' spread depends on besides the network: the steps, chain and update (and, for a
+        distilled sampler, that it is one, distilled from which steps)."""
         ddim = self.sampler == "ddim"
-        return {"steps": [int(t) for t in self.inference_steps()], "chain": self.chain, "sampler": self.sampler,
-                "eta": float(self.eta) if ddim else None, "variance": None if ddim else float(self.variance)}
+        settings = {"steps": [int(t) for t in self.inference_steps()], "chain": self.chain, "sampler": self.sampler,
+                    "eta": float(self.eta) if ddim else None, "variance": None if ddim else float(self.variance)}
+        if getattr(self, "distillation_", None) is not None:
+            settings["distilled_from"] = list(self.distillation_.teacher_steps)
+        return settings
 
     def calibrate(self, X, n_samples: int | None = None) -> Imputer:
         """Learn how much the samples' spread must be scaled for central bands to hold their nominal share.

@@ -17,7 +17,11 @@ class StepSelectionMixin:
     and a fitted noise schedule ``_schedule``."""
 
     def inference_steps(self) -> torch.Tensor:
-        """The kept steps (ascending) that sampling uses with the current ``step_selection``."""
+        """The kept steps (ascending) that sampling uses: those of ``step_selection``, or of the distilled sampler
+        (``distillation_``, set by ``distill``), which replaces it."""
+        distilled = getattr(self, "distillation_", None)
+        if distilled is not None:
+            return torch.tensor(distilled.timesteps, dtype=torch.long)
         sel = self.step_selection
         if sel not in STEP_SELECTIONS:
             raise ValueError(f"step_selection must be one of {STEP_SELECTIONS}, got {sel!r}")
@@ -36,7 +40,10 @@ class StepSelectionMixin:
         return torch.as_tensor(learned, dtype=torch.long)
 
     def inference_chain(self) -> Chain:
-        """The reverse chain that sampling uses with the current settings."""
+        """The reverse chain that sampling uses with the current settings (a distilled sampler's own chain)."""
+        distilled = getattr(self, "distillation_", None)
+        if distilled is not None:
+            return distilled.chain()
         return self._schedule.chain(self.inference_steps(), self.chain)
 
     def _step_learner(self, generator, reward_data, *, total_epochs, budget_epochs, warmup_epochs, k=None,
