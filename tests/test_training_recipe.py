@@ -100,6 +100,36 @@ def test_checkpoint_is_the_best_scored_one():
         assert torch.equal(v, states[2][k])
 
 
+def test_callback_sees_every_evaluation_and_the_kept_weights():
+    data = _windows()
+    model = _model()
+    states, seen = [], []
+
+    def score(denoiser):
+        states.append({k: v.clone() for k, v in denoiser.net.state_dict().items()})
+        return [5.0, 3.0, 1.0, 2.0, 4.0][len(states) - 1]
+
+    def callback(history, kept):
+        seen.append((history.eval_steps[-1], history.best_step, {k: v.clone() for k, v in kept.items()}))
+
+    cfg = TrainConfig(epochs=None, max_steps=8, eval_every=2, batch_size=8, patience=None, verbose=False)
+    h = train_denoiser(model, NoiseSchedule(10), data, None, cfg, torch.Generator().manual_seed(0), score_fn=score,
+                       callback=callback)
+    assert [s for s, _, _ in seen] == h.eval_steps == [0, 2, 4, 6, 8]
+    assert [b for _, b, _ in seen] == [0, 2, 4, 4, 4]
+    for (_, _, kept), expected in zip(seen, (0, 1, 2, 2, 2), strict=True):
+        assert all(torch.equal(kept[k], states[expected][k]) for k in kept)
+
+
+def test_imputer_fit_passes_the_callback(sinusoids):
+    X = sinusoids[0]
+    calls = []
+    imp = Imputer(**TINY, random_state=0).fit(X, callback=lambda h, kept: calls.append((h.eval_steps[-1], kept)))
+    assert calls and [s for s, _ in calls] == imp.history_.eval_steps
+    final = calls[-1][1]
+    assert final is not None and all(torch.equal(final[k], v) for k, v in imp.model_.state_dict().items())
+
+
 def test_untrained_weights_are_kept_when_training_never_beats_them():
     data = _windows()
     model = _model()

@@ -33,7 +33,7 @@ from .distilling import DistillationConfig, DistilledSampler, distil
 from .precision import PRECISIONS
 from .step_learning import MASK_OBJECTIVES
 from .step_selection import STEP_SELECTIONS, StepSelectionMixin
-from .training import TrainConfig, train_denoiser
+from .training import FitCallback, TrainConfig, train_denoiser
 
 __all__ = ["DiffusionEstimator", "fresh_seed", "resolve_device", "seeded_torch"]
 
@@ -162,8 +162,13 @@ class DiffusionEstimator(StepSelectionMixin, BaseEstimator):
         return torch.Generator(device=self.device_).manual_seed(self._sampling_seed() if seed is None else seed)
 
     # ------------------------------------------------------------------ fit skeleton
-    def fit(self, X, y=None):
-        """Train the denoiser (and, with ``step_selection="learned"``, the step mask) on ``X``; returns ``self``."""
+    def fit(self, X, y=None, *, callback: FitCallback | None = None):
+        """Train the denoiser (and, with ``step_selection="learned"``, the step mask) on ``X``; returns ``self``.
+
+        ``callback(history, kept_weights)``, if given, is called after every checkpoint evaluation with the
+        :class:`~tsimpute.training.TrainHistory` so far and the state dict of the network's kept weights (None
+        before any is kept; copy it to keep it), e.g. to record a learning curve.
+        """
         self._check_params()
         self.distillation_ = None  # a refit distilled estimator samples its new network over step_selection
         inputs = self._fit_input(X)
@@ -187,7 +192,7 @@ class DiffusionEstimator(StepSelectionMixin, BaseEstimator):
                 train_cfg.select_from_epoch = max(0, min(math.ceil(epochs) - 1, math.ceil(0.7 * epochs)))
             scorer = self._checkpoint_score(data.valid if data.valid is not None else train, fit_seed)
             self.history_ = train_denoiser(denoiser, self._schedule, train, data.valid, train_cfg, generator, hook,
-                                           score_fn=scorer, targets_fn=self._targets_fn())
+                                           score_fn=scorer, targets_fn=self._targets_fn(), callback=callback)
         mask = self._mask_state(learner) if learner is not None else {}
         self._set_fitted_state(data.state, denoiser, self._sample_seed, self._seeded, **mask)
         if learner is not None:

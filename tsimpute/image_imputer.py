@@ -23,7 +23,7 @@ from .diffusion.schedules import Chain, NoiseSchedule
 from .estimator import DiffusionEstimator, FitData
 from .image_masks import training_masks
 from .models.unet import UNetConfig, UNetDenoiser, levels_for, require_diffusers
-from .training import TrainConfig
+from .training import FitCallback, TrainConfig
 
 INPAINTING = ("conditional", "replace")
 
@@ -209,13 +209,14 @@ class ImageImputer(DiffusionEstimator):
         return {**params, "widths": tuple(params["widths"])}
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, y=None) -> ImageImputer:
+    def fit(self, X, y=None, *, callback: FitCallback | None = None) -> ImageImputer:
         """Train the UNet (and, with ``step_selection="learned"``, the step mask) on images ``X``.
 
         ``X``: (N, H, W) or (N, C, H, W) pixels, uint8 or float; NaN pixels are missing (never given and never
-        denoised). Returns ``self``.
+        denoised). ``callback(history, kept_weights)`` is called after every checkpoint evaluation. Returns
+        ``self``.
         """
-        return super().fit(X, y)
+        return super().fit(X, y, callback=callback)
 
     def _fit_input(self, X) -> tuple[np.ndarray, bool, tuple[float, float]]:
         require_diffusers()

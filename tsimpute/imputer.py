@@ -42,7 +42,7 @@ from .holdout import HOLDOUT_METRICS, HoldoutScore, hide_observed
 from .inference import SamplingInfo, impute_windows
 from .models import CSDIConfig, CSDIDenoiser
 from .precision import PRECISIONS
-from .training import TrainConfig
+from .training import FitCallback, TrainConfig
 from .validation import Layout, validated_frame
 
 
@@ -451,10 +451,15 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         return SeriesDenoiser.from_settings(net, settings)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, y=None) -> Imputer:
+    def fit(self, X, y=None, *, callback: FitCallback | None = None) -> Imputer:
         """Fit the diffusion model on the observed entries of ``X`` (DataFrame, wide or panel; 2-D or 3-D
-        array-like; or a dict ``{"X": array}``)."""
-        return super().fit(X, y)
+        array-like; or a dict ``{"X": array}``).
+
+        ``callback(history, kept_weights)``, if given, is called after every checkpoint evaluation (the
+        :class:`~tsimpute.training.TrainHistory` so far and the state dict of the kept weights), e.g. to
+        record a learning curve (``benchmarks/learning_curve.py``). Returns ``self``.
+        """
+        return super().fit(X, y, callback=callback)
 
     def _fit_input(self, X) -> tuple[pd.DataFrame, int]:
         frame, _ = self._validated_frame(X, reset=True)

@@ -136,6 +136,9 @@ StepHook = Callable[..., torch.Tensor]
 ScoreFn = Callable[..., float]
 #: ``targets_fn(batch, generator) -> cond_mask``: which observed entries a training batch is given.
 TargetsFn = Callable[[WindowSet, torch.Generator | None], torch.Tensor]
+#: ``callback(history, kept_weights)`` after every evaluation: the history so far and the state dict of the
+#: weights kept so far (None before any is kept; shared with the loop: copy it to keep it).
+FitCallback = Callable[[TrainHistory, "dict[str, torch.Tensor] | None"], None]
 
 
 def _ema_with_warmup(decay: float):
@@ -222,6 +225,7 @@ def train_denoiser(
     loss_hook: StepHook | None = None,
     score_fn: ScoreFn | None = None,
     targets_fn: TargetsFn | None = None,
+    callback: FitCallback | None = None,
 ) -> TrainHistory:
     """Fit the network of ``denoiser`` (an adapter of :mod:`tsimpute.denoisers`) with Adam; keep the weights
     of the best evaluation.
@@ -240,6 +244,9 @@ def train_denoiser(
     targets_fn : callable, optional
         The draw of the given entries of a batch (default: ``config.target_strategy``), for other network
         families (images).
+    callback : callable, optional
+        ``callback(history, kept_weights)`` after every evaluation (see :data:`FitCallback`), e.g. to record
+        the kept weights at wall-clock marks for a learning curve. Its time counts towards ``max_time``.
 
     Checkpoint selection and early stopping start at ``config.select_from_epoch`` (joint step-mask training
     sets it to the epoch where the step budget reaches its final value). See :class:`TrainConfig` for the
@@ -315,6 +322,9 @@ def train_denoiser(
                 evals_since_best += 1
         bar.set_postfix(loss="-" if math.isnan(epoch_loss) else f"{epoch_loss:.4f}", score=f"{score:.4f}",
                         best=history.best_step)
+        if callback is not None:
+            history.steps, history.seconds = step, time.perf_counter() - start
+            callback(history, best_state)
         # no early stop in the first half of a planned length: an untrained network scores flat
         half = planned is None or planned == math.inf or step >= planned / 2
         return config.patience is not None and evals_since_best >= config.patience and half

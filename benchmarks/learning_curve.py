@@ -1,0 +1,186 @@
+"""Learning curve of the default ``Imputer``: held-out accuracy of the kept network against wall-clock minutes.
+
+One fit of ``Imputer(max_time=60 * --minutes, max_steps=None, patience=None)`` with every other default, on
+every training series of the benchmark task (``physionet``: PhysioNet 2012 set-a fold 0, 10% of the observed
+values hidden, CSDI's normalisation; ``pm25``: CSDI's PM2.5 protocol). ``Imputer.fit(..., callback=...)``
+records the weights the checkpoint score keeps at each of ``--marks`` (minutes since the start of training,
+checkpoint evaluations included); after training each recorded network imputes the test windows with the
+imputer's sampling defaults (10 uniform steps) and is scored: MAE, CRPS, and coverage and width of the 50% and
+90% central bands. Beside the curve, on the same test windows: the fitted first guess alone, linear
+interpolation, CSDI's published network (PhysioNet only, the same sampling settings) and, with ``--baselines``
+naming it, SAITS.
+
+    python benchmarks/learning_curve.py physionet --minutes 60 --n-test 200 --threads 1 \\
+        --out benchmarks/results/learning_curve_physionet.json
+    python benchmarks/learning_curve.py pm25 --minutes 30 --threads 1 --out benchmarks/results/learning_curve_pm25.json
+
+The JSON holds every row, the checkpoint scores of the whole fit, the command, commit and machine; a PNG of the
+curve is written beside it when matplotlib is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tsimpute import Imputer
+from tsimpute.benchmark.baselines import make_baseline
+from tsimpute.benchmark.profiles import get_profile
+from tsimpute.benchmark.tasks import build_task
+from tsimpute.inference import tune_cpu_allocator
+from tsimpute.metrics import calibration, crps_quantile, mae
+
+
+def _task(args):
+    if args.dataset == "physionet":
+        profile = get_profile("converged").for_dataset("physionet").replace(n_train=None, n_test=args.n_test)
+        return build_task("physionet", profile, data_dir=args.data_dir, statistics="csdi")
+    profile = get_profile("quick").for_dataset("pm25").replace(n_test=args.n_test)
+    return build_task("pm25", profile, data_dir=args.data_dir)
+
+
+def _score(name: str, samples: np.ndarray, task, **extra) -> dict:
+    """Scores of samples ``(n, N, L, K)`` in the task's metric units; one sample: no band."""
+    metric = task.to_metric(samples)
+    cal = calibration(metric, task.target, task.eval_mask, levels=(0.5, 0.9)) if len(metric) > 1 else {}
+    row = {"method": name, "mae": mae(metric, task.target, task.eval_mask, median="midpoint"),
+           "crps": crps_quantile(metric, task.target, task.eval_mask), **{k: float(v) for k, v in cal.items()},
+           **extra}
+    print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
+    return row
+
+
+class _Recorder:
+    """A fit callback that keeps a copy of the kept weights when training passes each wall-clock mark."""
+
+    def __init__(self, marks_s: list[float]):
+        self.marks = sorted(marks_s)
+        self.snapshots: list[dict] = []
+        self.scores: list[tuple[int, float, float]] = []
+
+    def __call__(self, history, kept) -> None:
+        if history.valid_loss:
+            self.scores.append((history.eval_steps[-1], history.eval_seconds[-1], history.valid_loss[-1]))
+        while self.marks and history.seconds >= self.marks[0] and kept is not None:
+            self.snapshots.append({"mark_s": self.marks.pop(0), "seconds": history.seconds, "step": history.steps,
+                                   "best_step": history.best_step, "state": copy.deepcopy(kept)})
+
+
+def run(args) -> dict:
+    task = _task(args)
+    rows = []
+    for name in args.baselines:
+        t0 = time.perf_counter()
+        if name == "saits":
+            from tsimpute.benchmark.saits import Saits
+
+            model = Saits.from_profile(get_profile("converged"), task.window, seed=args.seed).fit(task.train_frame)
+        else:
+            model = make_baseline(name, max_rows=20_000).fit(task.train_rows)
+        point = model.predict(task.test_given)
+        rows.append(_score(name, point[None], task, seconds=time.perf_counter() - t0))
+    imp = Imputer(window=task.window, max_time=60.0 * args.minutes, max_steps=None, epochs=None, patience=None,
+                  n_samples=args.n_samples, random_state=args.seed, verbose=args.verbose)
+    recorder = _Recorder([60.0 * m for m in args.marks if m <= args.minutes])
+    t0 = time.perf_counter()
+    imp.fit(task.train_frame, callback=recorder)
+    fit_s = time.perf_counter() - t0
+    final = copy.deepcopy(imp.model_.state_dict())
+    snapshots = recorder.snapshots + [{"mark_s": None, "seconds": imp.history_.seconds, "step": imp.history_.steps,
+                                       "best_step": imp.history_.best_step, "state": final}]
+    for snap in snapshots:
+        imp.model_.load_state_dict(snap.pop("state"))
+        t0 = time.perf_counter()
+        samples = imp.sample(task.test_frame, n_samples=args.n_samples, antithetic=True)
+        label = "kept at the end" if snap["mark_s"] is None else f"kept at {snap['mark_s'] / 60:g} min"
+        rows.append(_score(f"diffusion, {label}", task.windows(samples), task, minutes=snap["seconds"] / 60,
+                           sample_seconds=time.perf_counter() - t0, **snap))
+    imp.model_.load_state_dict(final)
+    if args.dataset == "physionet" and not args.no_published:
+        k = task.target.shape[-1]
+        ref = Imputer.from_csdi(mean=np.zeros(k), scale=np.ones(k), random_state=args.seed, verbose=args.verbose,
+                                n_samples=args.n_samples, step_selection=imp.step_selection,
+                                target_steps=imp.target_steps, sampler=imp.sampler)
+        t0 = time.perf_counter()
+        samples = ref.sample(task.test_frame, n_samples=args.n_samples, antithetic=True)
+        rows.append(_score("CSDI's published network", task.windows(samples), task,
+                           sample_seconds=time.perf_counter() - t0))
+    return {"task": task.info, "fit_seconds": fit_s, "fit_steps": imp.history_.steps,
+            "checkpoint_metric": imp.checkpoint_metric, "checkpoint_scores": recorder.scores,
+            "steps": imp.inference_steps().tolist(), "rows": rows}
+
+
+def _plot(result: dict, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no PNG", file=sys.stderr)
+        return
+    curve = [r for r in result["rows"] if "minutes" in r]
+    flat = [r for r in result["rows"] if "minutes" not in r]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, key in zip(axes, ("mae", "crps"), strict=True):
+        ax.plot([r["minutes"] for r in curve], [r[key] for r in curve], "o-", label="tsimpute, kept network")
+        for r in flat:
+            ax.axhline(r[key], ls="--", lw=1, color=f"C{1 + flat.index(r)}", label=r["method"])
+        ax.set_xlabel("training minutes (wall clock)")
+        ax.set_ylabel(key.upper())
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{result['args']['dataset']}: learning curve of the default Imputer")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", choices=("physionet", "pm25"))
+    parser.add_argument("--minutes", type=float, default=60.0, help="training budget (max_time) in minutes")
+    parser.add_argument("--marks", type=lambda s: [float(v) for v in s.split(",") if v],
+                        default=[0, 5, 10, 20, 30, 45, 60], help="minutes at which the kept network is recorded")
+    parser.add_argument("--n-test", type=int, default=200, help="test windows scored")
+    parser.add_argument("--n-samples", type=int, default=10)
+    parser.add_argument("--baselines", type=lambda s: [v for v in s.split(",") if v],
+                        default=["first-guess", "interpolate"], help="deterministic rows (add saits for SAITS)")
+    parser.add_argument("--no-published", action="store_true", help="skip CSDI's published network (PhysioNet)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tune_cpu_allocator()
+    t0 = time.perf_counter()
+    result = run(args)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                text=True).stdout.strip())
+    result.update({
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "command": "python benchmarks/learning_curve.py " + " ".join(sys.argv[1:]),
+        "commit": commit + (" (uncommitted changes)" if dirty else ""), "wall_seconds": time.perf_counter() - t0,
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+    })
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1))
+        _plot(result, args.out.with_suffix(".png"))
+
+
+if __name__ == "__main__":
+    main()
