@@ -325,6 +325,17 @@ def test_published_model_gets_an_identity_scaler():
         run.make_imputer()
 
 
+def test_profile_time_budget_reaches_the_trained_imputer():
+    from tsimpute.benchmark.runner import _Runner
+
+    prof = B.get_profile("smoke").replace(max_time=90.0)
+    task = B.build_task("synthetic", prof.replace(n_train=4, n_test=2))
+    run = _Runner(task, prof, steps=(5,), seed=0, device="cpu", verbose=False, log=lambda m: None, mask_options={})
+    imp = run.make_imputer()
+    assert imp.max_time == 90.0 and imp.epochs == prof.epochs
+    assert B.get_profile("smoke").max_time is None and "max_time" in prof.as_dict()
+
+
 def test_runner_rejects_bad_input():
     with pytest.raises(ValueError, match="unknown methods"):
         B.run_benchmark("synthetic", methods=["csdi"])

@@ -175,6 +175,7 @@ def test_bench_bad_options():
     assert "choose one of smoke" in _fail(runner.invoke(app, ["bench", "pm25", "--profile", "x"]), code=2)
     assert "--seed takes integers" in _fail(runner.invoke(app, ["bench", "pm25", "--seed", "1,a"]), code=2)
     assert "at least 1" in _fail(runner.invoke(app, ["bench", "pm25", "--threads", "0"]), code=2)
+    assert "--max-time must be a positive" in _fail(runner.invoke(app, ["bench", "pm25", "--max-time", "0"]), code=2)
     out = _fail(runner.invoke(app, ["datasets", "--download", "cifar100"]), code=2)
     assert "unknown dataset 'cifar100'" in out and "physionet2012" in out
     out = _fail(runner.invoke(app, ["bench", "synthetic", "--methods", "mean,csdi"]))

@@ -239,6 +239,28 @@ def test_training_length_parameters_are_checked(sinusoids):
     assert imp.history_.steps == 5
 
 
+def test_auto_step_limit_gives_way_to_epochs_or_a_time_budget():
+    assert Imputer()._step_limit() == 1000
+    assert Imputer(max_time=3600)._step_limit() is None
+    assert Imputer(epochs=20)._step_limit() is None
+    assert Imputer(max_time=3600, max_steps=50)._step_limit() == 50
+    cfg = Imputer(max_time=600, verbose=False)._train_config(100)
+    assert cfg.max_steps is None and cfg.eval_every is None and cfg.eval_every_seconds == 30.0
+    with pytest.raises(ValueError, match="max_steps"):
+        Imputer(max_steps="all")._check_params()
+
+
+def test_time_budget_evaluations_and_no_early_stop_in_its_first_half():
+    data = _windows()
+    cfg = TrainConfig(epochs=None, max_time=1.5, eval_every_seconds=0.3, batch_size=4, patience=1, verbose=False)
+    h = train_denoiser(_model(), NoiseSchedule(10), data, None, cfg, torch.Generator().manual_seed(0),
+                       score_fn=lambda d: 1.0)  # never improves: patience 1 would stop at once
+    gaps = np.diff(h.eval_seconds)
+    assert len(h.eval_seconds) >= 3 and h.stopped_early
+    assert gaps[:-1].min() >= 0.3 - 1e-6  # evaluations are spaced by the time interval
+    assert h.eval_seconds[-1] >= 0.75 - 0.05  # and the stop waits for half of the budget
+
+
 def test_training_steps_uniform_or_dense_at_low_noise():
     from tsimpute.diffusion.losses import draw_training_steps
 

@@ -99,6 +99,8 @@ def bench(
     device: _opt(str, "Torch device (diffusion model and SAITS): cpu, cuda, cuda:N or auto.") = "cpu",
     out: _opt(Path, "Folder for the JSON / CSV / PNG results.") = Path("bench-results"),
     epochs: _opt(int | None, "Override the profile's training epochs (diffusion model).") = None,
+    max_time: _opt(float | None, "Wall-clock budget of each diffusion training run, in seconds (ends at the "
+                                 "first of the epochs and this).") = None,
     n_samples: _opt(int | None, "Override the profile's samples per window.") = None,
     n_train: _opt(int | None, "Override the profile's number of training series.") = None,
     n_test: _opt(int | None, "Override the profile's number of test windows.") = None,
@@ -135,8 +137,10 @@ def bench(
                                        ("mask_weight", mask_weight)) if v is not None}
     if model is not None and model not in benchmark.PRETRAINED_MODELS:
         raise _usage_error(f"unknown model {model!r}; choose one of {', '.join(benchmark.PRETRAINED_MODELS)}")
+    if max_time is not None and max_time <= 0:
+        raise _usage_error(f"--max-time must be a positive number of seconds, got {max_time:g}")
     command = _bench_command(dataset, steps, profile, seeds, methods, missing_ratio, source, data_dir, device,
-                             out, epochs, n_samples, n_train, n_test, mask_options, threads, model)
+                             out, epochs, n_samples, n_train, n_test, mask_options, threads, model, max_time)
     log = (lambda msg: None) if quiet else _err
     with _user_errors(), _process_settings(threads), warnings.catch_warnings():
         if quiet:
@@ -145,7 +149,7 @@ def bench(
             dataset, profile=profile, steps=steps, seeds=seeds, methods=method_list,
             missing_ratio=missing_ratio, data_dir=data_dir, source=source, device=device, verbose=not quiet,
             log=log, mask_options=mask_options, epochs=epochs, n_samples=n_samples, n_train=n_train,
-            n_test=n_test, model=model,
+            n_test=n_test, model=model, max_time=max_time,
         )
         paths = benchmark.write_results(result, out, command=command, plot=plot)
     typer.echo(benchmark.format_table(result.rows))
@@ -194,7 +198,7 @@ def _bench_images(dataset, steps, profile, seed, data_dir, device, out, n_train,
 
 
 def _bench_command(dataset, steps, profile, seeds, methods, missing_ratio, source, data_dir, device, out,
-                   epochs, n_samples, n_train, n_test, mask_options, threads, model=None) -> str:
+                   epochs, n_samples, n_train, n_test, mask_options, threads, model=None, max_time=None) -> str:
     """The command line that reproduces a run (recorded in the JSON)."""
     parts = ["tsimpute bench", dataset, f"--profile {profile}", f"--seed {','.join(map(str, seeds))}"]
     if model is not None:
@@ -202,6 +206,7 @@ def _bench_command(dataset, steps, profile, seeds, methods, missing_ratio, sourc
     if dataset != "pm25":
         parts.append(f"--missing-ratio {missing_ratio:g}")
     opts = {"--steps": steps, "--methods": methods, "--data-dir": data_dir, "--epochs": epochs,
+            "--max-time": None if max_time is None else f"{max_time:g}",
             "--n-samples": n_samples, "--n-train": n_train, "--n-test": n_test, "--threads": threads,
             **{f"--{k.replace('_', '-')}": v for k, v in mask_options.items()}}
     if source != "auto":
@@ -274,7 +279,7 @@ def fit(
                                                "of Parquet parts (whole series drawn up to --max-rows).")],
     model_file: Annotated[Path, typer.Argument(help="Where to save the fitted imputer.")],
     max_rows: _opt(int, "With a folder INPUT: rows of whole series drawn at random to fit on.") = 1_000_000,
-    max_steps: _opt(int | None, "Optimizer steps (default 1000, or as --epochs says).") = None,
+    max_steps: _opt(int | None, "Optimizer steps (default: 1000 unless --epochs is given).") = None,
     batch_size: _opt(int | None, "Windows per step (per process under torchrun; default 16).") = None,
     time_col: _TimeCol = None,
     id_col: _IdCol = None,

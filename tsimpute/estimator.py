@@ -216,9 +216,14 @@ class DiffusionEstimator(StepSelectionMixin, BaseEstimator):
         n_batches = max(1, int(np.ceil(n_windows / self.batch_size)))
         planned = getattr(self, "epochs", None)
         epochs = float(planned) if planned is not None else np.inf
-        if self.max_steps is not None:
-            epochs = min(epochs, self.max_steps / n_batches)
+        max_steps = self._step_limit()
+        if max_steps is not None:
+            epochs = min(epochs, max_steps / n_batches)
         return epochs if np.isfinite(epochs) else 100.0
+
+    def _step_limit(self) -> int | None:
+        """The optimizer-step limit of training (None: none)."""
+        return self.max_steps
 
     def _train_config(self, n_windows: int) -> TrainConfig:
         raise NotImplementedError

@@ -90,15 +90,17 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
     epochs : int or None, default=None
         Maximum passes over the training windows; ``None``: the length is set by ``max_steps`` and
         ``max_time`` alone. Training ends at the first limit reached (or by early stopping).
-    max_steps : int or None, default=1000
-        Maximum optimizer steps. Counting steps rather than epochs gives a small table as much training as a
-        large one (a diffusion model needs hundreds to thousands of steps, whatever the number of windows).
+    max_steps : int, None or "auto", default="auto"
+        Maximum optimizer steps; ``"auto"``: 1000 when neither ``epochs`` nor ``max_time`` is set, else no
+        step limit (so that ``max_time=3600`` alone trains for the hour). Counting steps rather than
+        epochs gives a small table as much training as a large one (a diffusion model needs hundreds to
+        thousands of steps, whatever the number of windows).
         With the residual parameterization 1000 steps of the default network reached interpolation's
         accuracy on the quick-start data in about 30 s on 2 CPU cores (``benchmarks/results/parameterization.md``).
     max_time : float or None, default=None
         Wall-clock budget of training in seconds (the learning-rate schedule then follows the larger of
-        the step and time fractions used). Results then depend on the machine's speed: leave it ``None``
-        for reproducible fits.
+        the step and time fractions used; checkpoint evaluations count). Results then depend on the
+        machine's speed: leave it ``None`` for reproducible fits.
     batch_size : int, default=16
         Training windows per step.
     lr : float, default=3e-3
@@ -187,9 +189,10 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
     patience : int or None, default=5
         Evaluations without improvement before stopping; the best weights are kept. The weights (and the
         network before training) are evaluated 20 times over training (every ``max_steps // 20`` steps;
-        every epoch when ``max_steps`` is ``None``) by imputing hidden observed cells of the validation
-        windows (of training windows without validation) with the sampler and steps that imputation uses
-        (:class:`tsimpute.holdout.HoldoutScore`), scored by ``checkpoint_metric``.
+        every ``max_time / 20`` seconds without a step limit; every epoch with ``epochs`` alone) by
+        imputing hidden observed cells of the validation windows (of training windows without validation)
+        with the sampler and steps that imputation uses (:class:`tsimpute.holdout.HoldoutScore`), scored
+        by ``checkpoint_metric``. No early stop happens in the first half of the planned steps or time.
     checkpoint_metric : {"crps", "mae"}, default="crps"
         The held-out score that chooses the kept weights and stops training: ``crps``, the fair ensemble
         CRPS of two independent samples, a proper score of the whole predictive distribution, so that
@@ -266,7 +269,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         schedule: str = "quad",
         window: int | str = "auto",
         epochs: int | None = None,
-        max_steps: int | None = 1000,
+        max_steps: int | str | None = "auto",
         max_time: float | None = None,
         batch_size: int = 16,
         lr: float = 3e-3,
@@ -348,7 +351,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         **DiffusionEstimator._parameter_constraints,
         "window": [StrOptions({"auto"}), Interval(Integral, 2, None, closed="left")],
         "epochs": [Interval(Integral, 1, None, closed="left"), None],
-        "max_steps": [Interval(Integral, 1, None, closed="left"), None],
+        "max_steps": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
         "max_time": [Interval(Real, 0, None, closed="neither"), None],
         "conditioning": [StrOptions(set(CONDITIONINGS))],
         "parameterization": [StrOptions(set(PARAMETERIZATIONS))],
@@ -516,11 +519,20 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
             "conditioning": self.conditioning, "parameterization": self.parameterization, "sigma_data": sigma_data,
             "sigma_table": sigma_table, "first_guess": None if guess is None else guess.to_dict()})
 
+    def _step_limit(self) -> int | None:
+        """``max_steps`` resolved: ``"auto"`` is 1000 when neither ``epochs`` nor ``max_time`` is set, else None."""
+        if isinstance(self.max_steps, str):
+            return 1000 if self.epochs is None and self.max_time is None else None
+        return self.max_steps
+
     def _train_config(self, n_windows: int) -> TrainConfig:
         """The optimisation recipe (see ``benchmarks/results/training_recipe.md`` for how it was chosen)."""
-        eval_every = max(1, self.max_steps // 20) if self.max_steps is not None else None
+        max_steps = self._step_limit()
+        eval_every = max(1, max_steps // 20) if max_steps is not None else None
+        eval_seconds = self.max_time / 20 if max_steps is None and self.max_time is not None else None
         return TrainConfig(
-            epochs=self.epochs, max_steps=self.max_steps, max_time=self.max_time, eval_every=eval_every,
+            epochs=self.epochs, max_steps=max_steps, max_time=self.max_time, eval_every=eval_every,
+            eval_every_seconds=eval_seconds,
             batch_size=self.batch_size, lr=self.lr, target_strategy=self.target_strategy, patience=self.patience,
             precision=self.precision, verbose=self.verbose, lr_schedule="cosine", warmup=0.05,
             ema_decay=self.ema_decay, noise_levels=self.noise_levels,

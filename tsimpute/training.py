@@ -33,8 +33,9 @@ class TrainConfig:
     Training ends at the first of ``epochs`` passes over the data, ``max_steps`` optimizer steps and
     ``max_time`` seconds (each ``None`` = no such limit; at least one must be set), or by early stopping
     after ``patience`` evaluations without improvement (not before half of a planned ``max_steps`` or
-    ``epochs`` length). An evaluation (checkpoint choice) takes place after
-    every epoch, or every ``eval_every`` steps when that is set.
+    ``epochs`` length, or of ``max_time``). An evaluation (checkpoint choice) takes place after
+    every epoch, or every ``eval_every`` steps, or every ``eval_every_seconds`` of training when one of
+    those is set.
 
     ``lr_schedule``: ``"multistep"`` (CSDI: the rate divided by 10 at 75% and 90% of training) or
     ``"cosine"`` (linear warm-up over ``warmup`` of training, then cosine decay to zero). Progress is the
@@ -55,6 +56,7 @@ class TrainConfig:
     max_steps: int | None = None
     max_time: float | None = None
     eval_every: int | None = None
+    eval_every_seconds: float | None = None
     lr_schedule: str = "multistep"
     warmup: float = 0.0
     ema_decay: float | None = None
@@ -286,6 +288,7 @@ def train_denoiser(
                disable=not config.verbose or rank > 0, leave=False)
     start = time.perf_counter()
     step, epoch, evals_since_best, done = 0, 0, 0, False
+    last_eval = 0.0
 
     def elapsed() -> float:
         """Seconds since the start (rank 0's, so that every rank sees the same time limit and rate)."""
@@ -300,7 +303,7 @@ def train_denoiser(
 
     def evaluate(epoch_loss: float) -> bool:
         """Score the current (averaged) weights, keep them if best; True when early stopping says stop."""
-        nonlocal best_state, evals_since_best
+        nonlocal best_state, evals_since_best, last_eval
         net = average.module if average is not None else model
         if score_fn is not None:
             score = broadcast_from_zero(score_fn(denoiser.with_net(net)))
@@ -313,6 +316,7 @@ def train_denoiser(
             history.valid_loss.append(score)
         history.eval_steps.append(step)
         history.eval_seconds.append(time.perf_counter() - start)
+        last_eval = elapsed()
         if epoch >= config.select_from_epoch:
             if score < history.best_loss:
                 history.best_loss, history.best_epoch, history.best_step = score, epoch, step
@@ -325,8 +329,9 @@ def train_denoiser(
         if callback is not None:
             history.steps, history.seconds = step, time.perf_counter() - start
             callback(history, best_state)
-        # no early stop in the first half of a planned length: an untrained network scores flat
-        half = planned is None or planned == math.inf or step >= planned / 2
+        # no early stop in the first half of a planned length or time budget: an untrained network scores flat
+        bounded = (planned is not None and planned != math.inf) or config.max_time
+        half = not bounded or progress(last_eval) >= 0.5
         return config.patience is not None and evals_since_best >= config.patience and half
 
     if score_fn is not None and config.select_from_epoch == 0:
@@ -355,7 +360,10 @@ def train_denoiser(
             bar.update(1)
             out_of_time = config.max_time is not None and elapsed() >= config.max_time
             finished = (planned is not None and step >= planned) or out_of_time
-            if config.eval_every and (step % config.eval_every == 0 or finished):
+            due = bool(config.eval_every) and step % config.eval_every == 0
+            if config.eval_every_seconds and not config.eval_every:
+                due = elapsed() - last_eval >= config.eval_every_seconds
+            if (config.eval_every or config.eval_every_seconds) and (due or finished):
                 model.eval()
                 stop = evaluate(all_mean(running / seen))
                 model.train()
@@ -366,13 +374,14 @@ def train_denoiser(
                 done = True
                 break
         history.train_loss.append(all_mean(running / max(seen, 1)))
-        if not config.eval_every and evaluate(history.train_loss[-1]):
+        if not (config.eval_every or config.eval_every_seconds) and evaluate(history.train_loss[-1]):
             history.stopped_early = True
             done = True
         epoch += 1
         if config.epochs is not None and epoch >= config.epochs:
             done = True
-    if config.eval_every and (not history.eval_steps or history.eval_steps[-1] != step) and not history.stopped_early:
+    if ((config.eval_every or config.eval_every_seconds) and (not history.eval_steps or history.eval_steps[-1] != step)
+            and not history.stopped_early):
         model.eval()
         evaluate(history.train_loss[-1])
     bar.close()

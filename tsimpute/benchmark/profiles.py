@@ -62,6 +62,9 @@ class BenchProfile:
         dropout 0.1), trained for up to 100 epochs with early stopping after 10 epochs without progress.
     inference_batch_size : int
         Window-samples per network call.
+    max_time : float or None
+        Wall-clock budget of each diffusion training run in seconds (``Imputer(max_time=...)``; training ends
+        at the first of ``epochs`` and ``max_time``); None: ``epochs`` alone.
     overrides : dict
         Per-dataset replacements, e.g. ``{"pm25": {"n_train": None}}``.
     """
@@ -85,6 +88,7 @@ class BenchProfile:
     iterative_max_iter: int = 10
     baseline_max_rows: int | None = 20000
     inference_batch_size: int = 512
+    max_time: float | None = None
     saits_default: bool = True
     saits_epochs: int = 100
     saits_patience: int | None = 10

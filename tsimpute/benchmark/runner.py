@@ -206,7 +206,8 @@ class _Runner:
                 verbose=self.verbose, **self.mask_options, **params,
             )
         return Imputer(
-            n_steps=N_STEPS, window=t.window, epochs=p.epochs, max_steps=None, batch_size=p.batch_size, lr=p.lr,
+            n_steps=N_STEPS, window=t.window, epochs=p.epochs, max_steps=None, max_time=p.max_time,
+            batch_size=p.batch_size, lr=p.lr,
             channels=p.channels, n_layers=p.n_layers, n_heads=p.n_heads, target_strategy=t.target_strategy,
             n_samples=p.n_samples, validation_fraction=0.125, patience=p.patience,
             inference_batch_size=p.inference_batch_size, device=self.device, random_state=self.seed,
