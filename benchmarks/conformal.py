@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import time
 from pathlib import Path
 
@@ -29,8 +27,8 @@ import torch
 
 from tsimpute import Imputer
 from tsimpute.benchmark.baselines import make_baseline
+from tsimpute.benchmark.report import run_script
 from tsimpute.benchmark.saits import Saits
-from tsimpute.inference import tune_cpu_allocator
 from tsimpute.metrics import calibration, crps_quantile, mae
 
 
@@ -169,24 +167,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    tune_cpu_allocator()
-    t0 = time.perf_counter()
-    result = trained(args) if args.experiment == "trained" else physionet(args)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                text=True).stdout.strip())
-    result.update({
-        "experiment": args.experiment, "args": {k: v for k, v in vars(args).items() if k != "out"},
-        "command": "python benchmarks/conformal.py " + " ".join(__import__("sys").argv[1:]),
-        "commit": commit + (" (uncommitted changes)" if dirty else ""), "wall_seconds": time.perf_counter() - t0,
-        "machine": {"cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
-                    "torch": torch.__version__},
-    })
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
+    run_script("benchmarks/conformal.py", args,
+               lambda a: {"experiment": a.experiment, **(trained(a) if a.experiment == "trained" else physionet(a))})
 
 
 if __name__ == "__main__":

@@ -20,21 +20,14 @@ A smoke run (sizes too small to mean anything): ``--n-test 4 --n-train 8 --max-t
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
-import torch
 
 from tsimpute import Imputer
 from tsimpute.benchmark.profiles import get_profile
+from tsimpute.benchmark.report import add_run_arguments, run_script
 from tsimpute.benchmark.tasks import build_task
-from tsimpute.inference import tune_cpu_allocator
 from tsimpute.metrics import calibration, crps_quantile, mae
 
 
@@ -99,34 +92,13 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=None,
                         help="Adam's peak rate; default: the imputer's (a thirtieth of lr for CSDI's network)")
     parser.add_argument("--n-samples", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--verbose", action="store_true")
-    parser.add_argument("--out", type=Path, default=None)
+    add_run_arguments(parser)
     args = parser.parse_args()
     if args.max_time is None and args.max_steps_per_round is None:
         parser.error("set --max-time or --max-steps-per-round")
     if any(c >= args.teacher_steps for c in args.calls):
         parser.error("--calls must all be below --teacher-steps")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    tune_cpu_allocator()
-    t0 = time.perf_counter()
-    result = run(args)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                text=True).stdout.strip())
-    result.update({
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "command": "python benchmarks/distillation.py " + " ".join(sys.argv[1:]),
-        "commit": commit + (" (uncommitted changes)" if dirty else ""), "wall_seconds": time.perf_counter() - t0,
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
-    })
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
+    run_script("benchmarks/distillation.py", args, run)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import math
 import os
 import platform
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,8 @@ import pandas as pd
 from .._version import __version__
 from .runner import CALIBRATION_FIELDS, METHODS, BenchResult
 
-__all__ = ["format_table", "git_revision", "machine_info", "result_stem", "summarize", "write_results"]
+__all__ = ["add_run_arguments", "format_table", "git_revision", "machine_info", "result_stem", "run_record",
+           "run_script", "summarize", "write_results"]
 
 _METRICS = ("mae", "rmse", "crps", "crps_ensemble")
 # calibration columns the terminal table shows (all of CALIBRATION_FIELDS are in the summary and the files)
@@ -130,6 +132,47 @@ def machine_info(device: str = "cpu") -> dict:
     if device != "cpu" and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
+
+
+def run_record(script: str, argv: list[str], started: float, device: str = "cpu") -> dict:
+    """What reproduces a benchmark script's run: its command line, commit, wall seconds since ``started``
+    (a :func:`time.perf_counter` value) and machine."""
+    return {"command": " ".join(["python", script, *argv]), "commit": git_revision(),
+            "wall_seconds": time.perf_counter() - started, "machine": machine_info(device)}
+
+
+def add_run_arguments(parser) -> None:
+    """The options every benchmark script shares: ``--seed``, ``--data-dir``, ``--threads``, ``--verbose``,
+    ``--out`` (the JSON result file)."""
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default=None, help="data root searched first")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--verbose", action="store_true", help="progress bars")
+    parser.add_argument("--out", type=Path, default=None, help="JSON result file")
+
+
+def run_script(script: str, args, run, argv: list[str] | None = None) -> dict:
+    """Run a benchmark script's ``run(args)`` with ``args.threads`` torch threads (when set); add the arguments
+    and :func:`run_record` to its result dict and write it as JSON to ``args.out`` (when set)."""
+    import sys
+
+    import torch
+
+    from ..inference import tune_cpu_allocator
+
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    tune_cpu_allocator()
+    started = time.perf_counter()
+    result = run(args)
+    result.update({"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "out"},
+                   **run_record(script, sys.argv[1:] if argv is None else argv, started)})
+    out = getattr(args, "out", None)
+    if out:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1))
+    return result
 
 
 def result_stem(result: BenchResult) -> str:
