@@ -193,6 +193,9 @@ def test_distilled_imputer_samples_with_calls_network_calls_and_returns_observed
     assert q.shape == (len(X), 2 * X.shape[1]) and np.isfinite(q.to_numpy()).all()
     assert not np.array_equal(samples[0], samples[1])  # the initial noise still spreads the samples
     pd.testing.assert_frame_equal(X, before)  # input not mutated
+    for bad in (dict(sampler="ddpm"), dict(eta=0.5)):  # the distilled chain is a deterministic DDIM chain
+        with pytest.raises(ValueError, match="distilled network"):
+            copy.deepcopy(student).set_params(**bad).sample(X, n_samples=2)
 
 
 def test_distill_leaves_the_teacher_unchanged_and_is_reproducible(teacher, data):

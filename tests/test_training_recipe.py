@@ -244,6 +244,9 @@ def test_auto_step_limit_gives_way_to_epochs_or_a_time_budget():
     assert Imputer(max_time=3600)._step_limit() is None
     assert Imputer(epochs=20)._step_limit() is None
     assert Imputer(max_time=3600, max_steps=50)._step_limit() == 50
+    assert Imputer(max_time=3600, step_selection="learned")._step_limit() == 1000  # the mask plans in steps
+    # epochs with a time cap: evaluations stay at every epoch
+    assert Imputer(epochs=20, max_time=3600, verbose=False)._train_config(100).eval_every_seconds is None
     cfg = Imputer(max_time=600, verbose=False)._train_config(100)
     assert cfg.max_steps is None and cfg.eval_every is None and cfg.eval_every_seconds == 30.0
     with pytest.raises(ValueError, match="max_steps"):

@@ -92,7 +92,8 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         ``max_time`` alone. Training ends at the first limit reached (or by early stopping).
     max_steps : int, None or "auto", default="auto"
         Maximum optimizer steps; ``"auto"``: 1000 when neither ``epochs`` nor ``max_time`` is set, else no
-        step limit (so that ``max_time=3600`` alone trains for the hour). Counting steps rather than
+        step limit (so that ``max_time=3600`` alone trains for the hour; with ``step_selection="learned"``,
+        whose mask schedule is planned in steps, ``max_time`` alone keeps the 1000). Counting steps rather than
         epochs gives a small table as much training as a large one (a diffusion model needs hundreds to
         thousands of steps, whatever the number of windows).
         With the residual parameterization 1000 steps of the default network reached interpolation's
@@ -520,16 +521,19 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
             "sigma_table": sigma_table, "first_guess": None if guess is None else guess.to_dict()})
 
     def _step_limit(self) -> int | None:
-        """``max_steps`` resolved: ``"auto"`` is 1000 when neither ``epochs`` nor ``max_time`` is set, else None."""
+        """``max_steps`` resolved: ``"auto"`` is None when ``epochs`` or ``max_time`` is set, else 1000 (also
+        with ``step_selection="learned"`` and ``max_time`` alone: the mask's schedule is planned in steps)."""
         if isinstance(self.max_steps, str):
-            return 1000 if self.epochs is None and self.max_time is None else None
+            if self.epochs is not None:
+                return None
+            return None if self.max_time is not None and self.step_selection != "learned" else 1000
         return self.max_steps
 
     def _train_config(self, n_windows: int) -> TrainConfig:
         """The optimisation recipe (see ``benchmarks/results/training_recipe.md`` for how it was chosen)."""
         max_steps = self._step_limit()
         eval_every = max(1, max_steps // 20) if max_steps is not None else None
-        eval_seconds = self.max_time / 20 if max_steps is None and self.max_time is not None else None
+        eval_seconds = self.max_time / 20 if max_steps is None and self.epochs is None and self.max_time else None
         return TrainConfig(
             epochs=self.epochs, max_steps=max_steps, max_time=self.max_time, eval_every=eval_every,
             eval_every_seconds=eval_seconds,

@@ -21,6 +21,7 @@ class StepSelectionMixin:
         (``distillation_``, set by ``distill``), which replaces it."""
         distilled = getattr(self, "distillation_", None)
         if distilled is not None:
+            self._check_distilled_sampler()
             return torch.tensor(distilled.timesteps, dtype=torch.long)
         sel = self.step_selection
         if sel not in STEP_SELECTIONS:
@@ -39,10 +40,18 @@ class StepSelectionMixin:
             )
         return torch.as_tensor(learned, dtype=torch.long)
 
+    def _check_distilled_sampler(self) -> None:
+        if self.sampler != "ddim" or float(self.eta) != 0.0:
+            raise ValueError(
+                "this estimator samples with a distilled network over its own deterministic DDIM chain: keep "
+                f"sampler='ddim' and eta=0 (got sampler={self.sampler!r}, eta={self.eta!r}), or sample with the "
+                "estimator it was distilled from")
+
     def inference_chain(self) -> Chain:
         """The reverse chain that sampling uses with the current settings (a distilled sampler's own chain)."""
         distilled = getattr(self, "distillation_", None)
         if distilled is not None:
+            self._check_distilled_sampler()
             return distilled.chain()
         return self._schedule.chain(self.inference_steps(), self.chain)
 

@@ -34,8 +34,8 @@ class TrainConfig:
     ``max_time`` seconds (each ``None`` = no such limit; at least one must be set), or by early stopping
     after ``patience`` evaluations without improvement (not before half of a planned ``max_steps`` or
     ``epochs`` length, or of ``max_time``). An evaluation (checkpoint choice) takes place after
-    every epoch, or every ``eval_every`` steps, or every ``eval_every_seconds`` of training when one of
-    those is set.
+    every epoch, or every ``eval_every`` steps, or (when ``eval_every`` is not set) every
+    ``eval_every_seconds`` of training.
 
     ``lr_schedule``: ``"multistep"`` (CSDI: the rate divided by 10 at 75% and 90% of training) or
     ``"cosine"`` (linear warm-up over ``warmup`` of training, then cosine decay to zero). Progress is the
@@ -293,7 +293,7 @@ def train_denoiser(
     def elapsed() -> float:
         """Seconds since the start (rank 0's, so that every rank sees the same time limit and rate)."""
         seconds = time.perf_counter() - start
-        return broadcast_from_zero(seconds) if config.max_time else seconds
+        return broadcast_from_zero(seconds) if config.max_time or config.eval_every_seconds else seconds
 
     def progress(seconds: float) -> float:
         frac = step / planned if planned else 0.0
@@ -358,11 +358,12 @@ def train_denoiser(
             seen += 1
             step += 1
             bar.update(1)
-            out_of_time = config.max_time is not None and elapsed() >= config.max_time
+            now = elapsed() if config.max_time or config.eval_every_seconds else 0.0
+            out_of_time = config.max_time is not None and now >= config.max_time
             finished = (planned is not None and step >= planned) or out_of_time
             due = bool(config.eval_every) and step % config.eval_every == 0
             if config.eval_every_seconds and not config.eval_every:
-                due = elapsed() - last_eval >= config.eval_every_seconds
+                due = now - last_eval >= config.eval_every_seconds
             if (config.eval_every or config.eval_every_seconds) and (due or finished):
                 model.eval()
                 stop = evaluate(all_mean(running / seen))

@@ -151,7 +151,7 @@ def add_run_arguments(parser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="JSON result file")
 
 
-def run_script(script: str, args, run, argv: list[str] | None = None) -> dict:
+def run_script(script: str, args, run, argv: list[str] | None = None, device: str = "cpu") -> dict:
     """Run a benchmark script's ``run(args)`` with ``args.threads`` torch threads (when set); add the arguments
     and :func:`run_record` to its result dict and write it as JSON to ``args.out`` (when set)."""
     import sys
@@ -166,12 +166,12 @@ def run_script(script: str, args, run, argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     result = run(args)
     result.update({"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "out"},
-                   **run_record(script, sys.argv[1:] if argv is None else argv, started)})
+                   **run_record(script, sys.argv[1:] if argv is None else argv, started, device)})
     out = getattr(args, "out", None)
     if out:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=1))
+        out.write_text(json.dumps(_plain(result), indent=1, allow_nan=False))
     return result
 
 
