@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 import time
 from pathlib import Path
@@ -139,9 +140,30 @@ def _plot(result: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _markdown(result: dict) -> str:
+    """The rows of a result as a Markdown table (minutes, optimizer steps, MAE, CRPS, band coverage)."""
+    def pct(r, key):
+        return "-" if r.get(key) is None else f"{100 * r[key]:.1f}%"
+
+    m = result["machine"]
+    lines = [f"Command: `{result['command']}`; commit {result['commit']}; machine {m.get('cpu')}, "
+             f"{m.get('cpu_count', m.get('cores'))} cores, {m.get('torch_threads')} torch thread(s); "
+             f"fit {result['fit_seconds']:.0f} s, {result['fit_steps']} optimizer steps.", "",
+             "| model | training minutes | optimizer step (kept) | MAE | CRPS | 50% band holds | 90% band holds |",
+             "|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        minutes = f"{r['minutes']:.1f}" if "minutes" in r else "-"
+        step = f"{r['step']} ({r['best_step']})" if "step" in r else "-"
+        lines.append(f"| {r['method']} | {minutes} | {step} | {r['mae']:.4f} | {r['crps']:.4f} | {pct(r, 'cov50')} | "
+                     f"{pct(r, 'cov90')} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset", choices=("physionet", "pm25"))
+    parser.add_argument("dataset", nargs="?", choices=("physionet", "pm25"))
+    parser.add_argument("--report", type=Path, default=None,
+                        help="only write the PNG and Markdown table of an earlier run's JSON")
     parser.add_argument("--minutes", type=float, default=60.0, help="training budget (max_time) in minutes")
     parser.add_argument("--marks", type=lambda s: [float(v) for v in s.split(",") if v],
                         default=[0, 5, 10, 20, 30, 45, 60], help="minutes at which the kept network is recorded")
@@ -152,9 +174,17 @@ def main() -> None:
     parser.add_argument("--no-published", action="store_true", help="skip CSDI's published network (PhysioNet)")
     add_run_arguments(parser)
     args = parser.parse_args()
+    if args.report is not None:
+        result = json.loads(args.report.read_text())
+        _plot(result, args.report.with_suffix(".png"))
+        args.report.with_suffix(".md").write_text(_markdown(result))
+        return
+    if args.dataset is None:
+        parser.error("name a dataset (physionet or pm25), or --report FILE.json")
     result = run_script("benchmarks/learning_curve.py", args, run)
     if args.out:
         _plot(result, args.out.with_suffix(".png"))
+        args.out.with_suffix(".md").write_text(_markdown(result))
 
 
 if __name__ == "__main__":
