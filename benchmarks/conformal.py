@@ -29,14 +29,12 @@ from tsimpute import Imputer
 from tsimpute.benchmark.baselines import make_baseline
 from tsimpute.benchmark.report import run_script
 from tsimpute.benchmark.saits import Saits
-from tsimpute.metrics import calibration, crps_quantile, mae
+from tsimpute.metrics import CALIBRATION_LEVELS, evaluate
 
 
 def _row(name: str, samples: np.ndarray, target: np.ndarray, mask: np.ndarray, seconds: float) -> dict:
-    """Scores of ``samples``; a single sample (a deterministic method) has no band: coverage and width None."""
-    cal = calibration(samples, target, mask) if len(samples) > 1 else {}
-    row = {"method": name, "mae": mae(samples, target, mask, median="midpoint"),
-           "crps": crps_quantile(samples, target, mask), **{k: float(v) for k, v in cal.items()},
+    """Scores of ``samples``; a single sample (a deterministic method) has no band: coverage and width NaN."""
+    row = {"method": name, **evaluate(samples, target, mask, median="midpoint", levels=CALIBRATION_LEVELS),
            "seconds": seconds}
     print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
     return row

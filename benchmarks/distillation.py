@@ -28,7 +28,7 @@ from tsimpute import Imputer
 from tsimpute.benchmark.profiles import get_profile
 from tsimpute.benchmark.report import add_run_arguments, run_script
 from tsimpute.benchmark.tasks import build_task
-from tsimpute.metrics import calibration, crps_quantile, mae
+from tsimpute.metrics import evaluate
 
 
 def _score(name: str, imp: Imputer, task, n_samples: int, **extra) -> dict:
@@ -36,12 +36,10 @@ def _score(name: str, imp: Imputer, task, n_samples: int, **extra) -> dict:
     t0 = time.perf_counter()
     raw, info = imp.sample(task.test_frame, n_samples=n_samples, antithetic=True, return_info=True)
     seconds = time.perf_counter() - t0
-    samples = task.to_metric(task.windows(raw))
-    cal = calibration(samples, task.target, task.eval_mask, levels=(0.5, 0.9))
+    scores = evaluate(task.to_metric(task.windows(raw)), task.target, task.eval_mask, median="midpoint",
+                      levels=(0.5, 0.9))
     row = {"method": name, "calls": info.steps, "steps": imp.inference_steps().tolist(), "sampler": imp.sampler,
-           "mae": mae(samples, task.target, task.eval_mask, median="midpoint"),
-           "crps": crps_quantile(samples, task.target, task.eval_mask), **{k: float(v) for k, v in cal.items()},
-           "sample_seconds": seconds, **extra}
+           **scores, "sample_seconds": seconds, **extra}
     print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
     return row
 

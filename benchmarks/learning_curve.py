@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ from tsimpute.benchmark.baselines import make_baseline
 from tsimpute.benchmark.profiles import get_profile
 from tsimpute.benchmark.report import add_run_arguments, run_script
 from tsimpute.benchmark.tasks import build_task
-from tsimpute.metrics import calibration, crps_quantile, mae
+from tsimpute.metrics import evaluate
 
 
 def _task(args):
@@ -47,11 +48,8 @@ def _task(args):
 
 def _score(name: str, samples: np.ndarray, task, **extra) -> dict:
     """Scores of samples ``(n, N, L, K)`` in the task's metric units; one sample: no band."""
-    metric = task.to_metric(samples)
-    cal = calibration(metric, task.target, task.eval_mask, levels=(0.5, 0.9)) if len(metric) > 1 else {}
-    row = {"method": name, "mae": mae(metric, task.target, task.eval_mask, median="midpoint"),
-           "crps": crps_quantile(metric, task.target, task.eval_mask), **{k: float(v) for k, v in cal.items()},
-           **extra}
+    scores = evaluate(task.to_metric(samples), task.target, task.eval_mask, median="midpoint", levels=(0.5, 0.9))
+    row = {"method": name, **scores, **extra}
     print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
     return row
 
@@ -143,7 +141,8 @@ def _plot(result: dict, path: Path) -> None:
 def _markdown(result: dict) -> str:
     """The rows of a result as a Markdown table (minutes, optimizer steps, MAE, CRPS, band coverage)."""
     def pct(r, key):
-        return "-" if r.get(key) is None else f"{100 * r[key]:.1f}%"
+        value = r.get(key)
+        return "-" if value is None or not math.isfinite(value) else f"{100 * value:.1f}%"
 
     m = result["machine"]
     lines = [f"Command: `{result['command']}`; commit {result['commit']}; machine {m.get('cpu')}, "
