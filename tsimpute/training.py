@@ -289,11 +289,13 @@ def train_denoiser(
     start = time.perf_counter()
     step, epoch, evals_since_best, done = 0, 0, 0, False
     last_eval = 0.0
+    within_epochs = bool(config.eval_every or config.eval_every_seconds)  # evaluations inside epochs, not after
+    timed = bool(config.max_time or config.eval_every_seconds)  # decisions read the (shared) clock
 
     def elapsed() -> float:
         """Seconds since the start (rank 0's, so that every rank sees the same time limit and rate)."""
         seconds = time.perf_counter() - start
-        return broadcast_from_zero(seconds) if config.max_time or config.eval_every_seconds else seconds
+        return broadcast_from_zero(seconds) if timed else seconds
 
     def progress(seconds: float) -> float:
         frac = step / planned if planned else 0.0
@@ -358,13 +360,13 @@ def train_denoiser(
             seen += 1
             step += 1
             bar.update(1)
-            now = elapsed() if config.max_time or config.eval_every_seconds else 0.0
+            now = elapsed() if timed else 0.0
             out_of_time = config.max_time is not None and now >= config.max_time
             finished = (planned is not None and step >= planned) or out_of_time
             due = bool(config.eval_every) and step % config.eval_every == 0
             if config.eval_every_seconds and not config.eval_every:
                 due = now - last_eval >= config.eval_every_seconds
-            if (config.eval_every or config.eval_every_seconds) and (due or finished):
+            if within_epochs and (due or finished):
                 model.eval()
                 stop = evaluate(all_mean(running / seen))
                 model.train()
@@ -375,14 +377,13 @@ def train_denoiser(
                 done = True
                 break
         history.train_loss.append(all_mean(running / max(seen, 1)))
-        if not (config.eval_every or config.eval_every_seconds) and evaluate(history.train_loss[-1]):
+        if not within_epochs and evaluate(history.train_loss[-1]):
             history.stopped_early = True
             done = True
         epoch += 1
         if config.epochs is not None and epoch >= config.epochs:
             done = True
-    if ((config.eval_every or config.eval_every_seconds) and (not history.eval_steps or history.eval_steps[-1] != step)
-            and not history.stopped_early):
+    if within_epochs and (not history.eval_steps or history.eval_steps[-1] != step) and not history.stopped_early:
         model.eval()
         evaluate(history.train_loss[-1])
     bar.close()
