@@ -151,7 +151,7 @@ def add_run_arguments(parser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="JSON result file")
 
 
-def run_script(script: str, args, run, argv: list[str] | None = None, device: str = "cpu") -> dict:
+def run_script(script: str, args, run, device: str = "cpu") -> dict:
     """Run a benchmark script's ``run(args)`` with ``args.threads`` torch threads (when set); add the arguments
     and :func:`run_record` to its result dict and write it as JSON to ``args.out`` (when set)."""
     import sys
@@ -166,7 +166,7 @@ def run_script(script: str, args, run, argv: list[str] | None = None, device: st
     started = time.perf_counter()
     result = run(args)
     result.update({"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "out"},
-                   **run_record(script, sys.argv[1:] if argv is None else argv, started, device)})
+                   **run_record(script, sys.argv[1:], started, device)})
     out = getattr(args, "out", None)
     if out:
         out = Path(out)
