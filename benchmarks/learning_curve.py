@@ -1,6 +1,7 @@
 """Learning curve of the default ``Imputer``: held-out accuracy of the kept network against wall-clock minutes.
 
-One fit of ``Imputer(max_time=60 * --minutes, max_steps=None, patience=None)`` with every other default, on
+One fit of ``Imputer(max_time=60 * --minutes, max_steps=None, patience=None)`` with every other default (or
+the values given by ``--set NAME=VALUE``, for an ablation of the training recipe), on
 every training series of the benchmark task (``physionet``: PhysioNet 2012 set-a fold 0, 10% of the observed
 values hidden, CSDI's normalisation; ``pm25``: CSDI's PM2.5 protocol). ``Imputer.fit(..., callback=...)``
 records the weights the checkpoint score keeps at each of ``--marks`` (minutes since the start of training,
@@ -83,8 +84,10 @@ def run(args) -> dict:
             model = make_baseline(name, max_rows=20_000).fit(task.train_rows)
         point = model.predict(task.test_given)
         rows.append(_score(name, point[None], task, seconds=time.perf_counter() - t0))
-    imp = Imputer(window=task.window, max_time=60.0 * args.minutes, max_steps=None, epochs=None, patience=None,
-                  n_samples=args.n_samples, random_state=args.seed, verbose=args.verbose)
+    params = {"window": task.window, "max_time": 60.0 * args.minutes, "max_steps": None, "epochs": None,
+              "patience": None, "n_samples": args.n_samples, "random_state": args.seed, "verbose": args.verbose,
+              **dict(args.set)}
+    imp = Imputer(**params)
     recorder = _Recorder([60.0 * m for m in args.marks if m <= args.minutes])
     t0 = time.perf_counter()
     imp.fit(task.train_frame, callback=recorder)
@@ -109,7 +112,8 @@ def run(args) -> dict:
         samples = ref.sample(task.test_frame, n_samples=args.n_samples, antithetic=True)
         rows.append(_score("CSDI's published network", task.windows(samples), task,
                            sample_seconds=time.perf_counter() - t0))
-    return {"task": task.info, "fit_seconds": fit_s, "fit_steps": imp.history_.steps,
+    params.pop("verbose")
+    return {"task": task.info, "params": params, "fit_seconds": fit_s, "fit_steps": imp.history_.steps,
             "checkpoint_metric": imp.checkpoint_metric, "checkpoint_scores": recorder.scores,
             "steps": imp.inference_steps().tolist(), "rows": rows}
 
@@ -136,6 +140,17 @@ def _plot(result: dict, path: Path) -> None:
     fig.suptitle(f"{result['args']['dataset']}: learning curve of the default Imputer")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def _param(text: str) -> tuple[str, object]:
+    """``NAME=VALUE`` as an Imputer parameter; the value is read as JSON (numbers, null) or kept as a string."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
 
 
 def _markdown(result: dict) -> str:
@@ -171,6 +186,8 @@ def main() -> None:
     parser.add_argument("--baselines", type=lambda s: [v for v in s.split(",") if v],
                         default=["first-guess", "interpolate"], help="deterministic rows (add saits for SAITS)")
     parser.add_argument("--no-published", action="store_true", help="skip CSDI's published network (PhysioNet)")
+    parser.add_argument("--set", type=_param, action="append", default=[], metavar="NAME=VALUE",
+                        help="an Imputer parameter in place of its default (repeatable), e.g. --set lr=1e-3")
     add_run_arguments(parser)
     args = parser.parse_args()
     if args.report is not None:

@@ -232,3 +232,56 @@ def test_antithetic_samples_of_an_untrained_residual_network_are_symmetric_about
     independent = impute_windows(model, data, chain, n_samples=10, generator=torch.Generator().manual_seed(0),
                                  batch_size=4)
     assert float((independent.samples.mean(0) - base).abs().max()) > 0.05
+
+
+@pytest.mark.parametrize("table", [False, True])
+def test_output_weight_turns_the_noise_error_into_the_output_error(table):
+    g = torch.Generator().manual_seed(1)
+    cond = (torch.rand(3, 2, 8, generator=g) < 0.6).float()
+    rows = tuple(tuple(0.1 + 0.05 * (i + j) for j in range(len(GAP_BINS) + 1)) for i in range(2))
+    p = Parameterization("residual", 0.3, rows if table else None)
+    scale = p.scale(cond)
+    sd = scale if table else torch.tensor(0.3)
+    ab = torch.tensor([0.999, 0.5, 1e-3]).view(3, 1, 1)
+    base, res, eps, out = (torch.randn(3, 2, 8, generator=g) for _ in range(4))
+    x_t = ab.sqrt() * (base + res) + (1 - ab).sqrt() * eps
+    eps_pred = p.eps(out, x_t, base, ab, scale)
+    # the output a perfect network gives (Karras et al.'s training target), written without the readout
+    v = 1 - ab + ab * sd**2
+    target = ((1 - ab).sqrt() * res / sd - ab.sqrt() * sd * eps) / v.sqrt()
+    torch.testing.assert_close((eps_pred - eps) * p.output_weight(ab, scale), target - out, atol=1e-4, rtol=1e-4)
+    # at high noise the noise error hides most of the output error
+    assert float(p.output_weight(ab, scale)[2].min()) > 10
+    assert Parameterization().output_weight(ab) is None
+
+
+def test_output_weighted_loss_is_the_noise_loss_for_epsilon_and_reweighted_for_residual():
+    data = _windows()
+    cond = data.observed.clone()
+    cond[..., 5:9] = 0
+    t = torch.full((len(data),), 45)
+    ab = NoiseSchedule(50, "quad").alphas_cumprod[t]
+    torch.manual_seed(0)
+    cfg = dict(n_features=2, n_steps=50, channels=8, n_layers=1, n_heads=2, ff_dim=8)
+    eps_model = SeriesDenoiser(CSDIDenoiser(CSDIConfig(**cfg)))
+    res_model = SeriesDenoiser(CSDIDenoiser(CSDIConfig(**cfg)), parameterization=Parameterization("residual", 0.3))
+
+    def loss(model, weighting):
+        with torch.no_grad():
+            return float(model.loss(data, cond, t, ab, torch.Generator().manual_seed(0), weighting=weighting))
+
+    assert loss(eps_model, "output") == loss(eps_model, "noise")
+    # the untrained residual network outputs 0: its output error is the unit-variance target, its noise
+    # error at this high level is a small fraction of it
+    assert 0.5 < loss(res_model, "output") < 1.5
+    assert loss(res_model, "noise") < 0.1 * loss(res_model, "output")
+    with pytest.raises(ValueError, match="weighting"):
+        res_model.loss(data, cond, t, ab, weighting="x0")
+
+
+def test_imputer_trains_with_the_output_weighted_loss(sinusoids):
+    imp = Imputer(loss_weighting="output", window=16, max_steps=4, channels=8, n_layers=1, n_samples=2,
+                  random_state=0, verbose=False).fit(sinusoids)
+    assert all(math.isfinite(v) for v in imp.history_.train_loss)
+    with pytest.raises(ValueError, match="loss_weighting"):
+        Imputer(loss_weighting="x0").fit(sinusoids)

@@ -28,7 +28,7 @@ from torch import nn
 from .data import WindowSet
 from .diffusion.conditioning import CONDITIONINGS, conditional_values
 from .diffusion.first_guess import FirstGuess
-from .diffusion.losses import masked_eps_mse
+from .diffusion.losses import LOSS_WEIGHTINGS, masked_eps_mse
 from .diffusion.parameterization import Parameterization
 from .diffusion.samplers import antithetic_noise, get_sampler
 from .diffusion.schedules import Chain, add_noise
@@ -166,21 +166,31 @@ class SeriesDenoiser:
     # ------------------------------------------------------------------ training
     def loss(self, batch: WindowSet, cond_mask: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor,
              generator: torch.Generator | None = None, weight: torch.Tensor | None = None,
-             reduction: str = "mean") -> torch.Tensor:
+             reduction: str = "mean", weighting: str = "noise") -> torch.Tensor:
         """Noise-prediction loss on the target entries ``observed - cond_mask`` of a batch at steps ``t``.
 
         ``alpha_bar`` (B,) is the signal level used to noise each window: the schedule's ``alpha_bar[t]`` for
         the full chain, or a masked chain's ``alpha_t(m)``. The network's output is read as noise through the
-        parameterization.
+        parameterization. ``weighting``: ``"noise"``, the noise MSE of METHOD.md §3; ``"output"``, the MSE of
+        the network's own output (the noise MSE weighted per entry by
+        :meth:`~tsimpute.diffusion.parameterization.Parameterization.output_weight`), which trains the
+        high noise levels, where the sampler decides the median, as much as the low ones. The two are equal
+        for the ``"epsilon"`` parameterization.
         """
+        if weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {LOSS_WEIGHTINGS}, got {weighting!r}")
         eps = torch.randn(batch.values.shape, generator=generator, device=batch.values.device)
         x_t = add_noise(batch.values, eps, alpha_bar)
         side = self.net.encode_side(cond_mask)
         param = self.parameterization
         base = param.base(batch.values, cond_mask)
         ab = alpha_bar.to(x_t.device).view(-1, *(1,) * (x_t.dim() - 1))
-        noisy, readout = param.precondition(x_t, base, ab, param.scale(cond_mask))
+        scale = param.scale(cond_mask)
+        noisy, readout = param.precondition(x_t, base, ab, scale)
         eps_pred = readout(self.net(model_input(batch.values, cond_mask, noisy, self.conditioning), t, side))
+        factor = param.output_weight(ab, scale) if weighting == "output" else None
+        if factor is not None:
+            eps_pred, eps = eps_pred * factor, eps * factor
         return masked_eps_mse(eps_pred, eps, batch.observed - cond_mask, weight=weight, reduction=reduction)
 
     # ------------------------------------------------------------------ sampling
@@ -226,8 +236,12 @@ class ImageDenoiser:
 
     def loss(self, batch: WindowSet, cond: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor,
              generator: torch.Generator | None = None, weight: torch.Tensor | None = None,
-             reduction: str = "mean") -> torch.Tensor:
-        """Noise MSE on the pixels to denoise (observed, not given) of images ``batch.values`` (N, C, H, W)."""
+             reduction: str = "mean", weighting: str = "noise") -> torch.Tensor:
+        """Noise MSE on the pixels to denoise (observed, not given) of images ``batch.values`` (N, C, H, W).
+
+        The network predicts the noise, so both ``weighting`` values give this same loss."""
+        if weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {LOSS_WEIGHTINGS}, got {weighting!r}")
         eps = torch.randn(batch.values.shape, generator=generator, device=batch.values.device)
         x_t = add_noise(batch.values, eps, alpha_bar)
         net = self.net

@@ -42,6 +42,8 @@ class TrainConfig:
     larger of the fractions of ``max_steps`` (or ``epochs``) and ``max_time`` used. ``ema_decay``: keep an
     exponential moving average of the weights, evaluated and returned in place of the raw weights.
     ``noise_levels``: how training steps are drawn (:func:`~tsimpute.diffusion.losses.draw_training_steps`).
+    ``loss_weighting``: the ``weighting`` of the adapter's loss (``"noise"`` or ``"output"``); a loss hook
+    (joint step-mask training) keeps its own.
     """
 
     epochs: int | None = 100
@@ -61,6 +63,7 @@ class TrainConfig:
     warmup: float = 0.0
     ema_decay: float | None = None
     noise_levels: str = "uniform"
+    loss_weighting: str = "noise"
 
 
 LR_SCHEDULES = ("multistep", "cosine")
@@ -175,12 +178,12 @@ class _BatchLoss(nn.Module):
     side information, the network and any loss hook run inside its ``forward``)."""
 
     def __init__(self, denoiser, schedule: NoiseSchedule, noise_levels: str, loss_hook: StepHook | None,
-                 device: torch.device):
+                 device: torch.device, weighting: str = "noise"):
         super().__init__()
         self.model = denoiser.net  # registered, so that DistributedDataParallel sees its parameters
         self.denoiser = denoiser
         self.n_steps, self.noise_levels = schedule.n_steps, noise_levels
-        self.loss_hook = loss_hook
+        self.loss_hook, self.weighting = loss_hook, weighting
         self.alphas_cumprod = schedule.alphas_cumprod.to(device)  # a plain attribute: no buffer to synchronise
 
     def forward(self, batch: WindowSet, cond: torch.Tensor, progress: float,
@@ -189,7 +192,7 @@ class _BatchLoss(nn.Module):
             return self.loss_hook(self.denoiser, batch, cond, int(progress), progress)
         device = batch.values.device
         t = draw_training_steps(self.n_steps, len(batch), self.noise_levels, generator, device)
-        return self.denoiser.loss(batch, cond, t, self.alphas_cumprod[t], generator)
+        return self.denoiser.loss(batch, cond, t, self.alphas_cumprod[t], generator, weighting=self.weighting)
 
 
 def _data_parallel(module: nn.Module, device: torch.device) -> nn.Module:
@@ -276,7 +279,8 @@ def train_denoiser(
     if world_size > 1:
         seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
         draws = torch.Generator(device=generator.device).manual_seed(seed + 1 + rank)
-    batch_loss = _data_parallel(_BatchLoss(denoiser, schedule, config.noise_levels, loss_hook, device), device)
+    batch_loss = _data_parallel(_BatchLoss(denoiser, schedule, config.noise_levels, loss_hook, device,
+                                           config.loss_weighting), device)
     history = TrainHistory()
     best_state = None
     n_batches = max(1, math.ceil(math.ceil(len(train) / world_size) / config.batch_size))

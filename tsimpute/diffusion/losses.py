@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 
 NOISE_LEVELS = ("uniform", "low")
+# what the training loss measures the error in (SeriesDenoiser.loss)
+LOSS_WEIGHTINGS = ("noise", "output")
 
 
 def draw_training_steps(n_steps: int, size: int, levels: str = "uniform", generator: torch.Generator | None = None,

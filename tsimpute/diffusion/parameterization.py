@@ -116,6 +116,23 @@ class Parameterization:
         """What the network sees of the noisy state (see :meth:`precondition`)."""
         return self.precondition(x_t, base, alpha_bar, scale)[0]
 
+    def output_weight(self, alpha_bar, scale: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The factor that turns an error in the predicted noise into the error in the network's output.
+
+        ``"residual"``: the readout of :meth:`precondition` moves the noise by ``sigma_data sqrt(abar / v)``
+        per unit of output, so an error ``d`` in noise is an error ``d sqrt(v) / (sigma_data sqrt(abar))`` in
+        output (entry by entry with ``scale``). The noise MSE weighs high noise levels (small ``abar``) next to
+        nothing in output units; multiplying by this factor gives every level the unit weight of Karras et al.
+        (2022)'s preconditioned loss. ``"epsilon"``: None (the output is the noise).
+        """
+        if self.kind == "epsilon":
+            return None
+        ab = torch.as_tensor(alpha_bar, dtype=torch.float32)
+        sd = torch.as_tensor(self.sigma_data, dtype=torch.float32) if scale is None else scale.float()
+        ab = ab.to(sd.device)
+        var = 1.0 - ab + ab * sd**2
+        return var.sqrt() / (sd * ab.sqrt())
+
     def eps(self, out: torch.Tensor, x_t: torch.Tensor, base: torch.Tensor | None, alpha_bar,
             scale: torch.Tensor | None = None) -> torch.Tensor:
         """The predicted noise from the network's output ``out`` (see :meth:`precondition`), in float32."""
