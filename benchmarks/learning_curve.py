@@ -87,7 +87,13 @@ def run(args) -> dict:
     params = {"window": task.window, "max_time": 60.0 * args.minutes, "max_steps": None, "epochs": None,
               "patience": None, "n_samples": args.n_samples, "random_state": args.seed, "verbose": args.verbose,
               **dict(args.set)}
-    imp = Imputer(**params)
+    if args.warm_start:  # CSDI's published network, trained on with this recipe
+        k = task.target.shape[-1]
+        params = {**{k_: v for k_, v in params.items() if k_ != "window"}, "step_selection": "uniform",
+                  "warm_start": True}
+        imp = Imputer.from_csdi(mean=np.zeros(k), scale=np.ones(k), **params)
+    else:
+        imp = Imputer(**params)
     recorder = _Recorder([60.0 * m for m in args.marks if m <= args.minutes])
     t0 = time.perf_counter()
     imp.fit(task.train_frame, callback=recorder)
@@ -142,6 +148,30 @@ def _plot(result: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _comparison(results: list[dict]) -> str:
+    """One row per run (its ``--set`` parameters): optimizer steps, the kept step, and the final network's scores,
+    under the deterministic rows of the first run."""
+    def pct(value):
+        return "-" if value is None or not math.isfinite(value) else f"{100 * value:.1f}%"
+
+    lines = ["| recipe (`--set`) | minutes | optimizer steps (kept) | MAE | CRPS | 50% band holds | 90% band holds |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results[0]["rows"]:
+        if "minutes" not in r:
+            lines.append(f"| {r['method']} | - | - | {r['mae']:.4f} | {r['crps']:.4f} | - | - |")
+    for result in results:
+        final = result["rows"][[i for i, r in enumerate(result["rows"]) if "minutes" in r][-1]]
+        recipe = ", ".join(f"{k}={v}" for k, v in result["args"].get("set", [])) or "defaults"
+        if result["args"].get("warm_start"):
+            recipe = f"warm start from CSDI's published network, {recipe}"
+        lines.append(f"| {recipe} | {result['fit_seconds'] / 60:.1f} | {final['step']} ({final['best_step']}) | "
+                     f"{final['mae']:.4f} | {final['crps']:.4f} | {pct(final.get('cov50'))} | "
+                     f"{pct(final.get('cov90'))} |")
+    commits = sorted({r["commit"][:7] for r in results})
+    commands = [f"- `{r['command']}`" for r in results]
+    return "\n".join([*lines, "", f"Commits: {', '.join(commits)}. Commands:", *commands]) + "\n"
+
+
 def _param(text: str) -> tuple[str, object]:
     """``NAME=VALUE`` as an Imputer parameter; the value is read as JSON (numbers, null) or kept as a string."""
     name, sep, value = text.partition("=")
@@ -178,6 +208,8 @@ def main() -> None:
     parser.add_argument("dataset", nargs="?", choices=("physionet", "pm25"))
     parser.add_argument("--report", type=Path, default=None,
                         help="only write the PNG and Markdown table of an earlier run's JSON")
+    parser.add_argument("--compare", type=Path, nargs="+", default=None, metavar="JSON",
+                        help="only print a Markdown table comparing the final networks of earlier runs")
     parser.add_argument("--minutes", type=float, default=60.0, help="training budget (max_time) in minutes")
     parser.add_argument("--marks", type=lambda s: [float(v) for v in s.split(",") if v],
                         default=[0, 5, 10, 20, 30, 45, 60], help="minutes at which the kept network is recorded")
@@ -186,10 +218,15 @@ def main() -> None:
     parser.add_argument("--baselines", type=lambda s: [v for v in s.split(",") if v],
                         default=["first-guess", "interpolate"], help="deterministic rows (add saits for SAITS)")
     parser.add_argument("--no-published", action="store_true", help="skip CSDI's published network (PhysioNet)")
+    parser.add_argument("--warm-start", action="store_true",
+                        help="start from CSDI's published PhysioNet network (Imputer.from_csdi, warm_start=True)")
     parser.add_argument("--set", type=_param, action="append", default=[], metavar="NAME=VALUE",
                         help="an Imputer parameter in place of its default (repeatable), e.g. --set lr=1e-3")
     add_run_arguments(parser)
     args = parser.parse_args()
+    if args.compare is not None:
+        print(_comparison([json.loads(p.read_text()) for p in args.compare]), end="")
+        return
     if args.report is not None:
         result = json.loads(args.report.read_text())
         _plot(result, args.report.with_suffix(".png"))
@@ -197,6 +234,8 @@ def main() -> None:
         return
     if args.dataset is None:
         parser.error("name a dataset (physionet or pm25), or --report FILE.json")
+    if args.warm_start and args.dataset != "physionet":
+        parser.error("--warm-start: published weights exist for physionet only")
     result = run_script("benchmarks/learning_curve.py", args, run)
     if args.out:
         _plot(result, args.out.with_suffix(".png"))

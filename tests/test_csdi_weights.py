@@ -193,3 +193,15 @@ def test_from_csdi_imputer_saves_and_loads(tmp_path):
     back = Imputer.load(tmp_path / "csdi.pt")
     X = _stays(1)
     pd.testing.assert_frame_equal(imp.transform(X), back.transform(X))
+
+
+def test_published_network_is_a_warm_start():
+    imp = Imputer.from_csdi(n_samples=2, step_selection="uniform", target_steps=2, random_state=0, verbose=False,
+                            warm_start=True, max_steps=2, batch_size=4, validation_fraction=0.3)
+    published = {k: v.clone() for k, v in imp.model_.state_dict().items()}
+    kept = []
+    imp.fit(_stays(), callback=lambda h, state: kept.append({k: v.clone() for k, v in state.items()}))
+    # training began at the published weights, under CSDI's scaler
+    assert all(torch.equal(kept[0][k], v) for k, v in published.items())
+    np.testing.assert_array_equal(imp.mean_, csdi_physionet_scaler()[0])
+    assert imp.history_.steps == 2 and list(imp.feature_names_in_) == list(PHYSIONET_VARIABLES)

@@ -281,7 +281,7 @@ def test_output_weighted_loss_is_the_noise_loss_for_epsilon_and_reweighted_for_r
 
 def test_imputer_trains_with_the_output_weighted_loss(sinusoids):
     imp = Imputer(loss_weighting="output", window=16, max_steps=4, channels=8, n_layers=1, n_samples=2,
-                  random_state=0, verbose=False).fit(sinusoids)
+                  random_state=0, verbose=False).fit(sinusoids[0])
     assert all(math.isfinite(v) for v in imp.history_.train_loss)
     with pytest.raises(ValueError, match="loss_weighting"):
-        Imputer(loss_weighting="x0").fit(sinusoids)
+        Imputer(loss_weighting="x0").fit(sinusoids[0])

@@ -276,3 +276,25 @@ def test_training_steps_uniform_or_dense_at_low_noise():
     assert abs(float((low < 12.5).float().mean()) - 0.5) < 0.02  # P(t < T/4) = 1/2
     with pytest.raises(ValueError, match="noise_levels"):
         draw_training_steps(50, 4, "high")
+
+
+def test_warm_start_goes_on_from_the_fitted_network_and_scaler(sinusoids):
+    X = sinusoids[0]
+    imp = Imputer(**TINY, random_state=0).fit(X)
+    fitted = {k: v.clone() for k, v in imp.model_.state_dict().items()}
+    mean, scale, guess = imp.mean_.copy(), imp.scale_.copy(), imp.denoiser_.parameterization
+    first = []
+    imp.set_params(warm_start=True, epochs=1)
+    imp.fit(X * 10 + 3, callback=lambda h, kept: first.append({k: v.clone() for k, v in kept.items()})
+            if not first else None)
+    # the first evaluation scores the fitted weights; the scaler and first guess are the fitted ones
+    assert all(torch.equal(first[0][k], v) for k, v in fitted.items())
+    np.testing.assert_array_equal(imp.mean_, mean)
+    np.testing.assert_array_equal(imp.scale_, scale)
+    assert imp.denoiser_.parameterization is guess
+    with pytest.raises(ValueError, match="columns differ"):
+        imp.fit(X.rename(columns={X.columns[0]: "other"}))
+    # without warm_start a new network is drawn and the scaler refitted
+    imp.set_params(warm_start=False).fit(X * 10 + 3)
+    assert not np.allclose(imp.scale_, scale)
+    assert not all(torch.equal(imp.model_.state_dict()[k], v) for k, v in fitted.items())

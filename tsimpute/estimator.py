@@ -170,6 +170,7 @@ class DiffusionEstimator(StepSelectionMixin, BaseEstimator):
         before any is kept; copy it to keep it), e.g. to record a learning curve.
         """
         self._check_params()
+        warm = self._warm_fit()
         self.distillation_ = None  # a refit distilled estimator samples its new network over step_selection
         inputs = self._fit_input(X)
         fit_seed = self._init_seeds()
@@ -180,7 +181,7 @@ class DiffusionEstimator(StepSelectionMixin, BaseEstimator):
         with seeded_torch(fit_seed, self.device_):
             generator = torch.Generator(device=self.device_).manual_seed(fit_seed)
             train = data.train
-            denoiser = self._build_denoiser(train, fit_seed)
+            denoiser = self.denoiser_ if warm else self._build_denoiser(train, fit_seed)
             train_cfg = self._train_config(len(train))
             hook = learner = None
             if self.step_selection == "learned":
@@ -200,6 +201,15 @@ class DiffusionEstimator(StepSelectionMixin, BaseEstimator):
             self.mask_log_ = learner.log
         self._after_fit(data)
         return self
+
+    def _warm_fit(self) -> bool:
+        """Whether ``fit`` goes on from the fitted network (``warm_start`` set and a network fitted)."""
+        if not getattr(self, "warm_start", False) or getattr(self, "model_", None) is None:
+            return False
+        if getattr(self, "distillation_", None) is not None:
+            raise ValueError("warm_start: this estimator samples with a distilled network; go on training the "
+                             "estimator it was distilled from")
+        return True
 
     def _after_fit(self, data: FitData) -> None:
         """Work on the fitted model at the end of ``fit`` (e.g. calibrating its spread); default: none."""

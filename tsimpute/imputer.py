@@ -229,6 +229,11 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         :mod:`tsimpute.calibration`). The median
         (``transform``) is unchanged; ``sample`` and ``predict_quantiles`` return the rescaled spread. None: the
         sampler's own spread.
+    warm_start : bool, default=False
+        When the estimator is already fitted (by ``fit``, :meth:`load` or :meth:`from_csdi`), ``fit`` goes on
+        training its network from the fitted weights, keeping the fitted columns, window, scaler and first guess
+        (the architecture and ``parameterization`` parameters are those of the fitted network); ``X`` must have
+        the fitted columns. False: every ``fit`` starts from a new network.
     verbose : bool, default=True
         Progress bars for training steps and sampling batches.
 
@@ -311,6 +316,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         random_state=None,
         sample_clip: float | None = 1.0,
         calibration: str | None = None,
+        warm_start: bool = False,
         verbose: bool = True,
     ):
         self.n_steps = n_steps
@@ -353,6 +359,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         self.random_state = random_state
         self.sample_clip = sample_clip
         self.calibration = calibration
+        self.warm_start = warm_start
         self.verbose = verbose
 
     _parameter_constraints: dict = {
@@ -377,6 +384,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         "inference_batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "sample_clip": [Interval(Real, 0, None, closed="left"), None],
         "calibration": [StrOptions({"conformal"}), None],
+        "warm_start": ["boolean"],
         "variance": [Interval(Real, 0, 1, closed="both")],
     }
     _parameter_descriptions: dict = {
@@ -473,23 +481,38 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         """
         return super().fit(X, y, callback=callback)
 
-    def _fit_input(self, X) -> tuple[pd.DataFrame, int]:
+    def _fit_input(self, X) -> tuple[pd.DataFrame, int, dict | None]:
+        if self._warm_fit():  # the fitted columns, window and scaler
+            previous = self._data_state()
+            frame, _ = self._validated_frame(X, reset=False)
+            return frame, previous["window"], previous
         frame, _ = self._validated_frame(X, reset=True)
-        return frame, resolve_window(self.window, max(len(s.values) for s in split_series(frame)))
+        return frame, resolve_window(self.window, max(len(s.values) for s in split_series(frame))), None
 
-    def _fit_data(self, inputs: tuple[pd.DataFrame, int], rng: np.random.Generator) -> FitData:
-        frame, window = inputs
-        mean, scale = fit_scaler(frame)
+    def _fit_data(self, inputs: tuple[pd.DataFrame, int, dict | None], rng: np.random.Generator) -> FitData:
+        frame, window, previous = inputs
+        if previous is None:
+            mean, scale = fit_scaler(frame)
+        else:
+            mean, scale = previous["mean"].numpy(), previous["scale"].numpy()
         scaled = scaled_series(frame, mean, scale)
         stacked = np.concatenate([s.values for s in scaled])
         data_min, data_max = np.full(len(mean), np.nan), np.full(len(mean), np.nan)
         cols = modelled_columns(mean)
-        data_min[cols], data_max[cols] = np.nanmin(stacked, axis=0), np.nanmax(stacked, axis=0)
+        with warnings.catch_warnings():  # a warm start's data may miss a modelled column entirely
+            warnings.simplefilter("ignore", RuntimeWarning)
+            data_min[cols], data_max[cols] = np.nanmin(stacked, axis=0), np.nanmax(stacked, axis=0)
+        if previous is not None:  # the fitted range, widened by the new data (none fitted: no bounds)
+            data_min, data_max = (None if previous[key] is None else merge(previous[key].numpy(), new)
+                                  for key, new, merge in (("data_min", data_min, np.fmin),
+                                                          ("data_max", data_max, np.fmax)))
         train_series, valid_series = split_validation(scaled, self.validation_fraction, window, rng,
                                                       isinstance(frame.index, pd.MultiIndex))
         valid = window_set(valid_series, window, max(1, window // 2), device=self.device_) if valid_series else None
         train = EpochWindows(train_series, window, rng, self.device_)
         state = {"window": window, "mean": mean, "scale": scale, "data_min": data_min, "data_max": data_max}
+        if previous is not None:
+            state["feature_names"] = previous["feature_names"]
         return FitData(train, valid, state, rng)
 
     def _after_fit(self, data: FitData) -> None:
