@@ -109,6 +109,8 @@ def run(args) -> dict:
         rows.append(_score(f"diffusion, {label}", task.windows(samples), task, minutes=snap["seconds"] / 60,
                            sample_seconds=time.perf_counter() - t0, **snap))
     imp.model_.load_state_dict(final)
+    if args.save is not None:
+        imp.save(args.save)
     if args.dataset == "physionet" and not args.no_published:
         k = task.target.shape[-1]
         ref = Imputer.from_csdi(mean=np.zeros(k), scale=np.ones(k), random_state=args.seed, verbose=args.verbose,
@@ -218,6 +220,7 @@ def main() -> None:
     parser.add_argument("--baselines", type=lambda s: [v for v in s.split(",") if v],
                         default=["first-guess", "interpolate"], help="deterministic rows (add saits for SAITS)")
     parser.add_argument("--no-published", action="store_true", help="skip CSDI's published network (PhysioNet)")
+    parser.add_argument("--save", type=Path, default=None, help="write the fitted Imputer there (Imputer.save)")
     parser.add_argument("--warm-start", action="store_true",
                         help="start from CSDI's published PhysioNet network (Imputer.from_csdi, warm_start=True)")
     parser.add_argument("--set", type=_param, action="append", default=[], metavar="NAME=VALUE",
