@@ -84,6 +84,8 @@ def run(args) -> dict:
             model = make_baseline(name, max_rows=20_000).fit(task.train_rows)
         point = model.predict(task.test_given)
         rows.append(_score(name, point[None], task, seconds=time.perf_counter() - t0))
+    if args.load:
+        return {"task": task.info, "rows": rows + [_score_loaded(path, task, args) for path in args.load]}
     params = {"window": task.window, "max_time": 60.0 * args.minutes, "max_steps": None, "epochs": None,
               "patience": None, "n_samples": args.n_samples, "random_state": args.seed, "verbose": args.verbose,
               **dict(args.set)}
@@ -124,6 +126,15 @@ def run(args) -> dict:
     return {"task": task.info, "params": params, "fit_seconds": fit_s, "fit_steps": imp.history_.steps,
             "checkpoint_metric": imp.checkpoint_metric, "checkpoint_scores": recorder.scores,
             "steps": imp.inference_steps().tolist(), "rows": rows}
+
+
+def _score_loaded(path: Path, task, args) -> dict:
+    """Scores of an imputer written by ``--save``, sampled with ``--n-samples``."""
+    imp = Imputer.load(path)
+    imp.set_params(verbose=args.verbose)
+    t0 = time.perf_counter()
+    samples = imp.sample(task.test_frame, n_samples=args.n_samples, antithetic=True)
+    return _score(f"loaded {path.name}", task.windows(samples), task, sample_seconds=time.perf_counter() - t0)
 
 
 def _plot(result: dict, path: Path) -> None:
@@ -220,6 +231,8 @@ def main() -> None:
     parser.add_argument("--baselines", type=lambda s: [v for v in s.split(",") if v],
                         default=["first-guess", "interpolate"], help="deterministic rows (add saits for SAITS)")
     parser.add_argument("--no-published", action="store_true", help="skip CSDI's published network (PhysioNet)")
+    parser.add_argument("--load", type=Path, nargs="+", default=None, metavar="FILE",
+                        help="no training: score imputers written by --save (with --n-samples) beside the baselines")
     parser.add_argument("--save", type=Path, default=None, help="write the fitted Imputer there (Imputer.save)")
     parser.add_argument("--warm-start", action="store_true",
                         help="start from CSDI's published PhysioNet network (Imputer.from_csdi, warm_start=True)")
@@ -240,7 +253,7 @@ def main() -> None:
     if args.warm_start and args.dataset != "physionet":
         parser.error("--warm-start: published weights exist for physionet only")
     result = run_script("benchmarks/learning_curve.py", args, run)
-    if args.out:
+    if args.out and not args.load:
         _plot(result, args.out.with_suffix(".png"))
         args.out.with_suffix(".md").write_text(_markdown(result))
 
