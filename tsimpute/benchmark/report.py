@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -134,10 +135,11 @@ def machine_info(device: str = "cpu") -> dict:
     return info
 
 
-def run_record(script: str, argv: list[str], started: float, device: str = "cpu") -> dict:
-    """What reproduces a benchmark script's run: its command line, commit, wall seconds since ``started``
-    (a :func:`time.perf_counter` value) and machine."""
-    return {"command": " ".join(["python", script, *argv]), "commit": git_revision(),
+def run_record(script: str, argv: list[str], started: float, device: str = "cpu", commit: str | None = None) -> dict:
+    """What reproduces a benchmark script's run: its command line (shell-quoted), commit (default: the
+    checkout's now; pass the one taken when the run began), wall seconds since ``started`` (a
+    :func:`time.perf_counter` value) and machine."""
+    return {"command": shlex.join(["python", script, *argv]), "commit": commit or git_revision(),
             "wall_seconds": time.perf_counter() - started, "machine": machine_info(device)}
 
 
@@ -163,10 +165,10 @@ def run_script(script: str, args, run, device: str = "cpu") -> dict:
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
     tune_cpu_allocator()
-    started = time.perf_counter()
+    started, commit = time.perf_counter(), git_revision()  # the code the run starts with
     result = run(args)
     result.update({"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "out"},
-                   **run_record(script, sys.argv[1:], started, device)})
+                   **run_record(script, sys.argv[1:], started, device, commit)})
     out = getattr(args, "out", None)
     if out:
         out = Path(out)
