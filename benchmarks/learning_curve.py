@@ -129,9 +129,10 @@ def run(args) -> dict:
 
 
 def _score_loaded(path: Path, task, args) -> dict:
-    """Scores of an imputer written by ``--save``, sampled with ``--n-samples``."""
+    """Scores of an imputer written by ``--save``, sampled with ``--n-samples`` (and the sampling settings of
+    ``--set``)."""
     imp = Imputer.load(path)
-    imp.set_params(verbose=args.verbose)
+    imp.set_params(verbose=args.verbose, **dict(args.set))
     t0 = time.perf_counter()
     samples = imp.sample(task.test_frame, n_samples=args.n_samples, antithetic=True)
     return _score(f"loaded {path.name}", task.windows(samples), task, sample_seconds=time.perf_counter() - t0)
@@ -232,7 +233,8 @@ def main() -> None:
                         default=["first-guess", "interpolate"], help="deterministic rows (add saits for SAITS)")
     parser.add_argument("--no-published", action="store_true", help="skip CSDI's published network (PhysioNet)")
     parser.add_argument("--load", type=Path, nargs="+", default=None, metavar="FILE",
-                        help="no training: score imputers written by --save (with --n-samples) beside the baselines")
+                        help="no training: score imputers written by --save (with --n-samples and --set) "
+                             "beside the baselines")
     parser.add_argument("--save", type=Path, default=None, help="write the fitted Imputer there (Imputer.save)")
     parser.add_argument("--warm-start", action="store_true",
                         help="start from CSDI's published PhysioNet network (Imputer.from_csdi, warm_start=True)")
