@@ -188,7 +188,7 @@ def result_stem(result: BenchResult) -> str:
 
 
 def _plain(value):
-    """JSON-ready copy: numpy scalars to Python, NaN / inf to None."""
+    """JSON-ready copy: numpy scalars to Python, NaN / inf to None, paths to strings."""
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -199,6 +199,8 @@ def _plain(value):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     return value
 
 
