@@ -151,7 +151,8 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         What the training loss measures: the error in the predicted noise (CSDI, METHOD.md §3), or the error
         in the network's own output under the ``residual`` parameterization, which weighs every noise level
         alike (Karras et al. 2022); the noise MSE gives the high levels, where the median is decided, next to
-        no weight (``benchmarks/results/recipe_ablation.md``). The same for ``epsilon``.
+        no weight. On PhysioNet ``"output"`` stalled the held-out score and gave a 5% worse CRPS
+        (``benchmarks/results/recipe_ablation.md``). The same loss for ``epsilon``.
     n_samples : int, default=50
         Samples drawn per gap; ``transform`` returns their median (over antithetic pairs of samples).
     sampler : {"ddpm", "ddim"}, default="ddpm"
