@@ -1,0 +1,56 @@
+"""The benchmark scripts' own helpers (their runs need the real data and minutes: benchmarks/results/)."""
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_learning_curve_parameters_are_read_as_json_or_strings():
+    lc = _script("learning_curve")
+    assert lc._param("lr=1e-3") == ("lr", 0.001)
+    assert lc._param("ema_decay=null") == ("ema_decay", None)
+    assert lc._param("noise_levels=low") == ("noise_levels", "low")
+    for bad in ("lr", "=3"):
+        with pytest.raises(argparse.ArgumentTypeError, match="NAME=VALUE"):
+            lc._param(bad)
+
+
+def test_learning_curve_comparison_lists_each_run_under_the_first_runs_baselines():
+    lc = _script("learning_curve")
+
+    def run(recipe, mae, warm=False):
+        rows = [{"method": "first-guess", "mae": 0.28, "crps": 0.41},
+                {"method": "diffusion, kept at the end", "minutes": 15.0, "step": 1500, "best_step": 1400,
+                 "mae": mae, "crps": 0.35, "cov50": 0.45, "cov90": None}]
+        return {"rows": rows, "fit_seconds": 930.0, "commit": "abcdef0123", "command": f"python x --set {recipe}",
+                "args": {"set": [recipe.split("=")] if recipe else [], "warm_start": warm}}
+
+    table = lc._comparison([run("", 0.29), run("lr=0.001", 0.30), run("lr=0.0003", 0.21, warm=True)])
+    lines = table.splitlines()
+    assert sum(line.startswith("| first-guess |") for line in lines) == 1
+    assert "| defaults | 15.5 | 1500 (1400) | 0.2900 | 0.3500 | 45.0% | - |" in lines
+    assert any(line.startswith("| lr=0.001 |") and "0.3000" in line for line in lines)
+    assert any(line.startswith("| warm start from CSDI's published network, lr=0.0003 |") for line in lines)
+    assert "- `python x --set lr=0.001`" in lines
+
+
+def test_committed_ablation_results_make_the_table():
+    lc = _script("learning_curve")
+    files = sorted((ROOT / "benchmarks" / "results" / "recipe_ablation").glob("*.json"))
+    runs = [json.loads(p.read_text()) for p in files]
+    runs = [r for r in runs if "fit_seconds" in r]  # the --load rescorings have no fit
+    assert len(runs) >= 10
+    assert all(r["args"]["n_test"] == 200 and r["args"]["minutes"] == 15 for r in runs)
+    assert "| defaults |" in lc._comparison(runs)
