@@ -90,10 +90,9 @@ def run(args) -> dict:
               "patience": None, "n_samples": args.n_samples, "random_state": args.seed, "verbose": args.verbose,
               **dict(args.set)}
     if args.warm_start:  # CSDI's published network, trained on with this recipe
-        k = task.target.shape[-1]
-        params = {**{k_: v for k_, v in params.items() if k_ != "window"}, "step_selection": "uniform",
+        params = {**{k: v for k, v in params.items() if k != "window"}, "step_selection": "uniform",
                   "warm_start": True}
-        imp = Imputer.from_csdi(mean=np.zeros(k), scale=np.ones(k), **params)
+        imp = _published(task, **params)
     else:
         imp = Imputer(**params)
     recorder = _Recorder([60.0 * m for m in args.marks if m <= args.minutes])
@@ -114,10 +113,8 @@ def run(args) -> dict:
     if args.save is not None:
         imp.save(args.save)
     if args.dataset == "physionet" and not args.no_published:
-        k = task.target.shape[-1]
-        ref = Imputer.from_csdi(mean=np.zeros(k), scale=np.ones(k), random_state=args.seed, verbose=args.verbose,
-                                n_samples=args.n_samples, step_selection=imp.step_selection,
-                                target_steps=imp.target_steps, sampler=imp.sampler)
+        ref = _published(task, random_state=args.seed, verbose=args.verbose, n_samples=args.n_samples,
+                         step_selection=imp.step_selection, target_steps=imp.target_steps, sampler=imp.sampler)
         t0 = time.perf_counter()
         samples = ref.sample(task.test_frame, n_samples=args.n_samples, antithetic=True)
         rows.append(_score("CSDI's published network", task.windows(samples), task,
@@ -126,6 +123,12 @@ def run(args) -> dict:
     return {"task": task.info, "params": params, "fit_seconds": fit_s, "fit_steps": imp.history_.steps,
             "checkpoint_metric": imp.checkpoint_metric, "checkpoint_scores": recorder.scores,
             "steps": imp.inference_steps().tolist(), "rows": rows}
+
+
+def _published(task, **params) -> Imputer:
+    """CSDI's published PhysioNet network on the task's data (already in CSDI's z-units)."""
+    k = task.target.shape[-1]
+    return Imputer.from_csdi(mean=np.zeros(k), scale=np.ones(k), **params)
 
 
 def _score_loaded(path: Path, task, args) -> dict:
@@ -162,25 +165,27 @@ def _plot(result: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _pct(value) -> str:
+    """A share as a percentage cell ("-" when missing or not finite)."""
+    return "-" if value is None or not math.isfinite(value) else f"{100 * value:.1f}%"
+
+
 def _comparison(results: list[dict]) -> str:
     """One row per run (its ``--set`` parameters): optimizer steps, the kept step, and the final network's scores,
     under the deterministic rows of the first run."""
-    def pct(value):
-        return "-" if value is None or not math.isfinite(value) else f"{100 * value:.1f}%"
-
     lines = ["| recipe (`--set`) | minutes | optimizer steps (kept) | MAE | CRPS | 50% band holds | 90% band holds |",
              "|---|---|---|---|---|---|---|"]
     for r in results[0]["rows"]:
         if "minutes" not in r:
             lines.append(f"| {r['method']} | - | - | {r['mae']:.4f} | {r['crps']:.4f} | - | - |")
     for result in results:
-        final = result["rows"][[i for i, r in enumerate(result["rows"]) if "minutes" in r][-1]]
+        final = [r for r in result["rows"] if "minutes" in r][-1]
         recipe = ", ".join(f"{k}={v}" for k, v in result["args"].get("set", [])) or "defaults"
         if result["args"].get("warm_start"):
             recipe = f"warm start from CSDI's published network, {recipe}"
         lines.append(f"| {recipe} | {result['fit_seconds'] / 60:.1f} | {final['step']} ({final['best_step']}) | "
-                     f"{final['mae']:.4f} | {final['crps']:.4f} | {pct(final.get('cov50'))} | "
-                     f"{pct(final.get('cov90'))} |")
+                     f"{final['mae']:.4f} | {final['crps']:.4f} | {_pct(final.get('cov50'))} | "
+                     f"{_pct(final.get('cov90'))} |")
     commits = sorted({r["commit"][:7] for r in results})
     commands = [f"- `{r['command']}`" for r in results]
     return "\n".join([*lines, "", f"Commits: {', '.join(commits)}. Commands:", *commands]) + "\n"
@@ -199,9 +204,6 @@ def _param(text: str) -> tuple[str, object]:
 
 def _markdown(result: dict) -> str:
     """The rows of a result as a Markdown table (minutes, optimizer steps, MAE, CRPS, band coverage)."""
-    def pct(r, key):
-        value = r.get(key)
-        return "-" if value is None or not math.isfinite(value) else f"{100 * value:.1f}%"
 
     m = result["machine"]
     lines = [f"Command: `{result['command']}`; commit {result['commit']}; machine {m.get('cpu')}, "
@@ -212,8 +214,8 @@ def _markdown(result: dict) -> str:
     for r in result["rows"]:
         minutes = f"{r['minutes']:.1f}" if "minutes" in r else "-"
         step = f"{r['step']} ({r['best_step']})" if "step" in r else "-"
-        lines.append(f"| {r['method']} | {minutes} | {step} | {r['mae']:.4f} | {r['crps']:.4f} | {pct(r, 'cov50')} | "
-                     f"{pct(r, 'cov90')} |")
+        lines.append(f"| {r['method']} | {minutes} | {step} | {r['mae']:.4f} | {r['crps']:.4f} | "
+                     f"{_pct(r.get('cov50'))} | {_pct(r.get('cov90'))} |")
     return "\n".join(lines) + "\n"
 
 

@@ -89,17 +89,24 @@ def test_untrained_residual_network_samples_the_interpolation_plus_its_error_sca
     assert float((eps_res.samples.mean(0) - base)[free].abs().mean()) > 0.3
 
 
-def test_loss_reads_the_output_through_the_parameterization():
+def _loss_setup(step: int):
+    """Windows with a hidden block, every window at ``step`` of a 50-step chain, and one untrained network as a
+    noise predictor and as a residual (``sigma_data=0.3``) predictor."""
     data = _windows()
     cond = data.observed.clone()
     cond[..., 5:9] = 0
-    t = torch.full((len(data),), 30)
+    t = torch.full((len(data),), step)
     ab = NoiseSchedule(50, "quad").alphas_cumprod[t]
     torch.manual_seed(0)
     cfg = dict(n_features=2, n_steps=50, channels=8, n_layers=1, n_heads=2, ff_dim=8)
     eps_model = SeriesDenoiser(CSDIDenoiser(CSDIConfig(**cfg)))
     res_model = SeriesDenoiser(CSDIDenoiser(CSDIConfig(**cfg)), parameterization=Parameterization("residual", 0.3))
     res_model.net.load_state_dict(eps_model.net.state_dict())
+    return data, cond, t, ab, eps_model, res_model
+
+
+def test_loss_reads_the_output_through_the_parameterization():
+    data, cond, t, ab, eps_model, res_model = _loss_setup(30)
     # zero output: the noise-MSE is 1 for epsilon (eps vs 0), below 1 for the residual's Gaussian denoiser
     with torch.no_grad():
         loss_eps = float(eps_model.loss(data, cond, t, ab, torch.Generator().manual_seed(0)))
@@ -256,15 +263,7 @@ def test_output_weight_turns_the_noise_error_into_the_output_error(table):
 
 
 def test_output_weighted_loss_is_the_noise_loss_for_epsilon_and_reweighted_for_residual():
-    data = _windows()
-    cond = data.observed.clone()
-    cond[..., 5:9] = 0
-    t = torch.full((len(data),), 45)
-    ab = NoiseSchedule(50, "quad").alphas_cumprod[t]
-    torch.manual_seed(0)
-    cfg = dict(n_features=2, n_steps=50, channels=8, n_layers=1, n_heads=2, ff_dim=8)
-    eps_model = SeriesDenoiser(CSDIDenoiser(CSDIConfig(**cfg)))
-    res_model = SeriesDenoiser(CSDIDenoiser(CSDIConfig(**cfg)), parameterization=Parameterization("residual", 0.3))
+    data, cond, t, ab, eps_model, res_model = _loss_setup(45)
 
     def loss(model, weighting):
         with torch.no_grad():

@@ -28,7 +28,7 @@ from torch import nn
 from .data import WindowSet
 from .diffusion.conditioning import CONDITIONINGS, conditional_values
 from .diffusion.first_guess import FirstGuess
-from .diffusion.losses import LOSS_WEIGHTINGS, masked_eps_mse
+from .diffusion.losses import check_loss_weighting, masked_eps_mse
 from .diffusion.parameterization import Parameterization
 from .diffusion.samplers import antithetic_noise, get_sampler
 from .diffusion.schedules import Chain, add_noise
@@ -177,8 +177,7 @@ class SeriesDenoiser:
         high noise levels, where the sampler decides the median, as much as the low ones. The two are equal
         for the ``"epsilon"`` parameterization.
         """
-        if weighting not in LOSS_WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {LOSS_WEIGHTINGS}, got {weighting!r}")
+        check_loss_weighting(weighting)
         eps = torch.randn(batch.values.shape, generator=generator, device=batch.values.device)
         x_t = add_noise(batch.values, eps, alpha_bar)
         side = self.net.encode_side(cond_mask)
@@ -240,8 +239,7 @@ class ImageDenoiser:
         """Noise MSE on the pixels to denoise (observed, not given) of images ``batch.values`` (N, C, H, W).
 
         The network predicts the noise, so both ``weighting`` values give this same loss."""
-        if weighting not in LOSS_WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {LOSS_WEIGHTINGS}, got {weighting!r}")
+        check_loss_weighting(weighting)
         eps = torch.randn(batch.values.shape, generator=generator, device=batch.values.device)
         x_t = add_noise(batch.values, eps, alpha_bar)
         net = self.net

@@ -9,6 +9,12 @@ NOISE_LEVELS = ("uniform", "low")
 LOSS_WEIGHTINGS = ("noise", "output")
 
 
+def check_loss_weighting(weighting: str) -> None:
+    """Raise a ValueError unless ``weighting`` is one of :data:`LOSS_WEIGHTINGS`."""
+    if weighting not in LOSS_WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {LOSS_WEIGHTINGS}, got {weighting!r}")
+
+
 def draw_training_steps(n_steps: int, size: int, levels: str = "uniform", generator: torch.Generator | None = None,
                         device: torch.device | str | None = None) -> torch.Tensor:
     """Steps ``t`` in ``0..n_steps-1`` at which to noise ``size`` training windows.
