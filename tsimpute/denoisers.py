@@ -27,12 +27,12 @@ from torch import nn
 
 from .data import WindowSet
 from .diffusion.conditioning import CONDITIONINGS, conditional_values
-from .diffusion.first_guess import FirstGuess
 from .diffusion.losses import check_loss_weighting, masked_eps_mse
 from .diffusion.parameterization import Parameterization
 from .diffusion.samplers import antithetic_noise, get_sampler
 from .diffusion.schedules import Chain, add_noise
 from .inference import impute_windows
+from .learned_guess import guess_from_dict
 from .models.cpu_kernels import thread_pool
 from .precision import autocast
 
@@ -156,7 +156,7 @@ class SeriesDenoiser:
         param = Parameterization(
             settings.get("parameterization", "epsilon"), float(settings.get("sigma_data", 1.0)),
             None if table is None else tuple(tuple(float(v) for v in row) for row in table),
-            None if guess is None else FirstGuess.from_dict(guess))
+            guess_from_dict(guess))
         return cls(net, settings.get("conditioning", "observed"), param)
 
     def with_net(self, net: nn.Module) -> SeriesDenoiser:

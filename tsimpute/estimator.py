@@ -181,7 +181,7 @@ class DiffusionEstimator(StepSelectionMixin, BaseEstimator):
         with seeded_torch(fit_seed, self.device_):
             generator = torch.Generator(device=self.device_).manual_seed(fit_seed)
             train = data.train
-            denoiser = self.denoiser_ if warm else self._build_denoiser(train, fit_seed)
+            denoiser = self.denoiser_ if warm else self._build_denoiser(train, fit_seed, data.valid)
             train_cfg = self._train_config(len(train))
             hook = learner = None
             if self.step_selection == "learned":

@@ -242,7 +242,7 @@ class ImageImputer(DiffusionEstimator):
         valid = WindowSet(data[order[:n_valid]], observed[order[:n_valid]]) if n_valid else None
         return FitData(train, valid, state, rng)
 
-    def _build_denoiser(self, train, fit_seed: int) -> ImageDenoiser:
+    def _build_denoiser(self, train, fit_seed: int, valid=None) -> ImageDenoiser:
         c, h, w = self.image_shape_
         config = UNetConfig(height=h, width=w, channels=c, n_steps=self.n_steps,
                             widths=tuple(self.widths)[: levels_for(h, w, len(self.widths))], attention=self.attention,

@@ -40,6 +40,7 @@ from .diffusion.targets import TARGET_STRATEGIES, conditional_mask
 from .estimator import DiffusionEstimator, FitData
 from .holdout import HOLDOUT_METRICS, HoldoutScore, hide_observed
 from .inference import SamplingInfo, impute_windows
+from .learned_guess import GuessTrainConfig, fit_learned_guess
 from .models import CSDIConfig, CSDIDenoiser
 from .precision import PRECISIONS
 from .training import FitCallback, TrainConfig
@@ -525,23 +526,32 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
                                                                   torch.cat([windows.observed, train.observed]))
             self._fit_calibration(windows)
 
-    def _build_denoiser(self, train, fit_seed: int) -> SeriesDenoiser:
+    def _build_denoiser(self, train, fit_seed: int, valid: WindowSet | None = None) -> SeriesDenoiser:
         """The network and its adapter; with the residual parameterization, the first guess and the scale of its
-        error are fitted on the training windows."""
+        error are fitted on the training windows (a learned guess's error is measured on the validation windows
+        when they hold enough observed values: on its own training windows it would look too small)."""
         sigma_data, sigma_table, guess = 1.0, None, None
+        self.guess_history_ = None
         if self.parameterization == "residual":
             fit_gen = torch.Generator(device=self.device_).manual_seed(fit_seed + 1)
-            if self.first_guess == "fitted":
+            if self.first_guess in ("fitted", "learned"):
                 guess = fit_first_guess(train.values, train.observed, generator=fit_gen)
+            scored = train
+            if self.first_guess == "learned":
+                guess, self.guess_history_ = fit_learned_guess(train, valid, guess, self._guess_config(),
+                                                               fit_gen)
+                if valid is not None and float(valid.observed.sum()) >= 2500:
+                    scored = valid
             # the first guess's error where training hides values, and where imputation does (the
             # data's own gaps: a few more hidden at random), so that every gap distance is well measured
-            cond = conditional_mask(train.observed, self.target_strategy, patterns=train.observed, generator=fit_gen)
-            sigma_data = interpolation_error_scale(train.values, train.observed, cond, guess=guess)
+            cond = conditional_mask(scored.observed, self.target_strategy, patterns=train.observed,
+                                    generator=fit_gen)
+            sigma_data = interpolation_error_scale(scored.values, scored.observed, cond, guess=guess)
             if self.residual_scale == "gap":
-                few = train.observed * (torch.rand(train.observed.shape, generator=fit_gen,
-                                                   device=self.device_) >= 0.1)
+                few = scored.observed * (torch.rand(scored.observed.shape, generator=fit_gen,
+                                                    device=self.device_) >= 0.1)
                 sigma_table = interpolation_error_table(
-                    torch.cat([train.values, train.values]), torch.cat([train.observed, train.observed]),
+                    torch.cat([scored.values, scored.values]), torch.cat([scored.observed, scored.observed]),
                     torch.cat([cond, few]), guess=guess)
         config = CSDIConfig(
             n_features=len(self._modelled()), n_steps=self.n_steps, channels=self.channels,
@@ -551,6 +561,11 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         return SeriesDenoiser.from_settings(net, {
             "conditioning": self.conditioning, "parameterization": self.parameterization, "sigma_data": sigma_data,
             "sigma_table": sigma_table, "first_guess": None if guess is None else guess.to_dict()})
+
+    def _guess_config(self) -> GuessTrainConfig:
+        """Training of the learned first guess: at most half of ``max_time``; its time counts towards it."""
+        return GuessTrainConfig(max_time=None if self.max_time is None else self.max_time / 2,
+                                target_strategy=self.target_strategy, verbose=self.verbose)
 
     def _step_limit(self) -> int | None:
         """``max_steps`` resolved: ``"auto"`` is None when ``epochs`` or ``max_time`` is set, else 1000 (also
@@ -564,10 +579,14 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
     def _train_config(self, n_windows: int) -> TrainConfig:
         """The optimisation recipe (see ``benchmarks/results/training_recipe.md`` for how it was chosen)."""
         max_steps = self._step_limit()
+        max_time = self.max_time
+        history = getattr(self, "guess_history_", None)
+        if max_time is not None and history is not None and not self._warm_fit():  # the guess's share is spent
+            max_time = max(max_time - history.seconds, 1e-3)
         eval_every = max(1, max_steps // 20) if max_steps is not None else None
-        eval_seconds = self.max_time / 20 if max_steps is None and self.epochs is None and self.max_time else None
+        eval_seconds = max_time / 20 if max_steps is None and self.epochs is None and max_time else None
         return TrainConfig(
-            epochs=self.epochs, max_steps=max_steps, max_time=self.max_time, eval_every=eval_every,
+            epochs=self.epochs, max_steps=max_steps, max_time=max_time, eval_every=eval_every,
             eval_every_seconds=eval_seconds,
             batch_size=self.batch_size, lr=self.lr, target_strategy=self.target_strategy, patience=self.patience,
             precision=self.precision, verbose=self.verbose, lr_schedule="cosine", warmup=0.05,

@@ -20,6 +20,7 @@ there, so the guess falls back to interpolation. Shapes are ``(B, K, L)`` window
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 
 from .conditioning import _given_neighbours, interpolate_given
 
-FIRST_GUESSES = ("interpolation", "fitted")
+FIRST_GUESSES = ("interpolation", "fitted", "learned")  # "learned": tsimpute.learned_guess
 LOESS_WIDTHS = (3, 8)  # rows on each side of the entry for the narrow and the wide local quadratic fit
 N_RELATED = 8  # related columns per column (at most K - 1)
 
@@ -208,8 +209,8 @@ def _median_regression(f: torch.Tensor, y: torch.Tensor, ridge: float, iteration
     return beta
 
 
-def first_guess_of(values: torch.Tensor, given: torch.Tensor, guess: FirstGuess | None) -> torch.Tensor:
-    """``guess(values, given)``, or the linear interpolation of the given values when ``guess`` is None."""
+def first_guess_of(values: torch.Tensor, given: torch.Tensor, guess: Callable | None) -> torch.Tensor:
+    """``guess(values, given)`` (a :class:`FirstGuess` or any such callable), or the linear interpolation of the given values when ``guess`` is None."""
     if guess is None:
         return interpolate_given(values * given, given)
     return guess(values, given)

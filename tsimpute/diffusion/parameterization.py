@@ -8,7 +8,8 @@ parameterization maps the state to what the network sees and the network's outpu
 ``"residual"``
     The diffusion runs on the residual ``x0 - b`` of a first guess ``b``, the linear interpolation of the
     given values along time (:func:`~tsimpute.diffusion.conditioning.interpolate_given`) or a fitted
-    correction of it (:class:`~tsimpute.diffusion.first_guess.FirstGuess`), with Karras et
+    correction of it (:class:`~tsimpute.diffusion.first_guess.FirstGuess`, or a network's,
+    :class:`~tsimpute.learned_guess.LearnedGuess`), with Karras et
     al. (2022)'s preconditioning for residuals of scale ``sigma_data``. With ``r_t = x_t - sqrt(abar) b``
     (the residual's own noisy state, with the same ``eps``) and ``v = 1 - abar + abar sigma_data^2`` its
     variance, the network sees ``r_t / sqrt(v)`` and its output ``F`` gives
@@ -60,7 +61,7 @@ class Parameterization:
     kind: str = "epsilon"
     sigma_data: float = 1.0
     sigma_table: tuple[tuple[float, ...], ...] | None = None
-    first_guess: FirstGuess | None = None
+    first_guess: FirstGuess | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in PARAMETERIZATIONS:

@@ -11,12 +11,17 @@ import torch
 TARGET_STRATEGIES = ("random", "hist", "mix")
 
 
-def random_conditional_mask(observed: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Hide a fraction ``r ~ U(0, 1)`` of each sample's observed entries (CSDI ``get_randmask``)."""
+def random_conditional_mask(observed: torch.Tensor, generator: torch.Generator | None = None,
+                            ratio: float | None = None) -> torch.Tensor:
+    """Hide a fraction ``r ~ U(0, 1)`` of each sample's observed entries (CSDI ``get_randmask``), or the fixed
+    fraction ``ratio`` (SAITS's masked imputation task)."""
     b = observed.shape[0]
     flat = observed.reshape(b, -1)
     scores = torch.rand(flat.shape, generator=generator, device=observed.device) * flat
-    ratio = torch.rand(b, generator=generator, device=observed.device)
+    if ratio is None:
+        ratio = torch.rand(b, generator=generator, device=observed.device)
+    else:
+        ratio = torch.full((b,), float(ratio), device=observed.device)
     n_hidden = torch.round(flat.sum(1) * ratio).long()
     # hide the n_hidden observed entries with the largest random scores
     order = scores.argsort(dim=1, descending=True)
@@ -46,14 +51,16 @@ def conditional_mask(
     *,
     patterns: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    ratio: float | None = None,
 ) -> torch.Tensor:
     """Draw the conditional mask for ``strategy`` in ``{"random", "hist", "mix"}``.
 
     ``mix`` picks ``random`` or ``hist`` with probability 1/2 per sample. ``hist`` and ``mix`` need ``patterns``.
+    ``ratio``: the fraction that ``random`` hides (default: a uniform draw per sample).
     """
     if strategy not in TARGET_STRATEGIES:
         raise ValueError(f"unknown target strategy {strategy!r}; expected one of {TARGET_STRATEGIES}")
-    rand = random_conditional_mask(observed, generator)
+    rand = random_conditional_mask(observed, generator, ratio)
     if strategy == "random":
         return rand
     if patterns is None:

@@ -1,0 +1,206 @@
+"""The learned first guess: a deterministic imputer network trained on a masked-value objective, which the
+residual diffusion then corrects.
+
+The ``"residual"`` parameterization diffuses the difference between the data and a first guess, so the
+sampler's median starts where the guess is. A classical guess (interpolation corrected by a regression,
+:mod:`tsimpute.diffusion.first_guess`) sees a few neighbours; an attention network over time steps
+(:class:`~tsimpute.models.guess.GuessNetwork`) trained to fill values hidden from the training windows (the
+masked imputation task of SAITS, Du et al. 2023) sees the whole window and every column, and is cheap to
+train: its tokens are time steps, not entries. The diffusion then models only what the guess misses and the
+spread around it (``benchmarks/results/learned_guess.md``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from .data import WindowSet
+from .diffusion.first_guess import FirstGuess, first_guess_of
+from .diffusion.targets import conditional_mask
+from .models.guess import GuessConfig, GuessNetwork
+
+__all__ = ["GuessHistory", "GuessTrainConfig", "LearnedGuess", "fit_learned_guess", "guess_from_dict"]
+
+
+class LearnedGuess:
+    """``guess(values, given)``: the classical guess ``classical`` (None: interpolation) corrected by ``net``.
+
+    Always evaluated in float32 without gradients (the diffusion trains with the guess fixed); given entries
+    are returned unchanged.
+    """
+
+    def __init__(self, net: GuessNetwork, classical: FirstGuess | None = None):
+        self.net = net.eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.classical = classical
+
+    def __call__(self, values: torch.Tensor, given: torch.Tensor) -> torch.Tensor:
+        base = first_guess_of(values, given, self.classical)
+        if self.net.output_projection.weight.device != values.device:
+            self.net.to(values.device)
+        with torch.no_grad(), torch.autocast(values.device.type, enabled=False):
+            out = self.net(values.float(), given.float(), base.float()).to(values.dtype)
+        return torch.where(given > 0, values, out)
+
+    def to_dict(self) -> dict:
+        """The guess as plain values and tensors (a checkpoint's ``denoiser`` settings)."""
+        return {"kind": "learned", "network": asdict(self.net.config),
+                "state": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+                "classical": None if self.classical is None else self.classical.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LearnedGuess:
+        net = GuessNetwork(GuessConfig(**d["network"]))
+        net.load_state_dict(d["state"])
+        classical = d.get("classical")
+        return cls(net, None if classical is None else FirstGuess.from_dict(classical))
+
+
+def guess_from_dict(d: dict | None) -> FirstGuess | LearnedGuess | None:
+    """The first guess stored by ``to_dict`` (None: interpolation)."""
+    if d is None:
+        return None
+    if d.get("kind") == "learned":
+        return LearnedGuess.from_dict(d)
+    return FirstGuess.from_dict(d)
+
+
+@dataclass
+class GuessTrainConfig:
+    """Training of the learned guess: AdamW, linear warm-up then cosine decay over the planned length, the
+    weights with the lowest held-out error kept, early stop after ``patience`` evaluations without improvement
+    (one per epoch, or per ``min_eval_steps`` steps when epochs are shorter).
+
+    Training ends at the first of ``max_epochs``, ``max_steps`` and ``max_time`` seconds. ``hide``: the fraction
+    of observed entries hidden at random from a training window (the ``random`` half of ``target_strategy``;
+    ``hist`` hides another window's missing pattern, as the diffusion's training does).
+    """
+
+    max_epochs: int = 100
+    max_steps: int | None = 3000
+    max_time: float | None = None
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    hide: float = 0.2
+    target_strategy: str = "mix"
+    patience: int = 5
+    min_eval_steps: int = 50
+    verbose: bool = True
+
+
+@dataclass
+class GuessHistory:
+    """Held-out mean absolute error of the classical guess and at each evaluation (after ``eval_steps`` steps),
+    the step of the kept weights (0: none beat the classical guess), steps and seconds in all."""
+
+    classical_error: float = math.nan
+    valid_error: list[float] = field(default_factory=list)
+    eval_steps: list[int] = field(default_factory=list)
+    best_step: int = 0
+    steps: int = 0
+    seconds: float = 0.0
+
+
+def _held_out(data: WindowSet, hide: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed given entries of held-out windows (``hide`` of the observed ones hidden) and the hidden ones."""
+    gen = torch.Generator(device=data.values.device).manual_seed(seed)
+    given = data.observed * (torch.rand(data.observed.shape, generator=gen, device=data.values.device) >= hide)
+    return given, data.observed - given
+
+
+@torch.no_grad()
+def _error(guess, data: WindowSet, given: torch.Tensor, hidden: torch.Tensor, batch_size: int = 256) -> float:
+    total = 0.0
+    for i in range(0, len(data), batch_size):
+        sl = slice(i, i + batch_size)
+        pred = guess(data.values[sl], given[sl])
+        total += float(((pred - data.values[sl]).abs() * hidden[sl]).sum())
+    return total / max(float(hidden.sum()), 1.0)
+
+
+def fit_learned_guess(train: WindowSet, valid: WindowSet | None, classical: FirstGuess | None,
+                      config: GuessTrainConfig, generator: torch.Generator,
+                      network: GuessConfig | None = None) -> tuple[LearnedGuess, GuessHistory]:
+    """Train a :class:`~tsimpute.models.guess.GuessNetwork` correcting ``classical`` on the windows ``train``
+    ``(B, K, L)`` (an :class:`~tsimpute.data.EpochWindows` is re-cut every epoch), choosing the weights by the
+    absolute error on values hidden from ``valid`` (``train`` when None).
+
+    The objective is the absolute error on the hidden entries (the imputations are scored by it, and it is
+    robust to the rare large values of columns such as rainfall).
+    """
+    device = train.values.device
+    k = train.values.shape[-2]
+    net = GuessNetwork(network or GuessConfig(n_features=k)).to(device)
+    guess = LearnedGuess(net, classical)
+    for p in net.parameters():
+        p.requires_grad_(True)
+    held = valid if valid is not None and len(valid) else train
+    given, hidden = _held_out(held, config.hide, seed=int(torch.randint(2**31, (1,), generator=generator,
+                                                                         device=generator.device)))
+    history = GuessHistory(classical_error=_error(lambda v, g: first_guess_of(v, g, classical), held, given, hidden))
+    best, best_state = history.classical_error, None
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    patterns = train.observed if config.target_strategy in ("hist", "mix") else None
+    n_batches = max(1, math.ceil(len(train) / config.batch_size))
+    planned = config.max_epochs * n_batches if config.max_steps is None else min(config.max_steps,
+                                                                                  config.max_epochs * n_batches)
+    bar = tqdm(total=planned, desc="first guess", unit="step", disable=not config.verbose, leave=False)
+    start = time.perf_counter()
+    eval_every = max(n_batches, config.min_eval_steps)  # an evaluation per epoch, or per so many steps
+    step, since_best = 0, 0
+    for _ in range(config.max_epochs):
+        net.train()
+        for batch in train.batches(config.batch_size, generator):
+            seconds = time.perf_counter() - start
+            progress = max(step / planned, seconds / config.max_time if config.max_time else 0.0)
+            factor = min(1.0, (step + 1) / config.warmup_steps) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+            for group in opt.param_groups:
+                group["lr"] = config.lr * factor
+            cond = conditional_mask(batch.observed, config.target_strategy, patterns=patterns, generator=generator,
+                                    ratio=config.hide)
+            with torch.no_grad():
+                base = first_guess_of(batch.values, cond, classical)
+            target = batch.observed - cond
+            pred = net(batch.values, cond, base)
+            loss = ((pred - batch.values).abs() * target).sum() / target.sum().clamp(min=1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            bar.update(1)
+            out_of_time = config.max_time is not None and time.perf_counter() - start >= config.max_time
+            if step % eval_every and step < planned and not out_of_time:
+                continue
+            net.eval()
+            error = _error(guess, held, given, hidden)
+            net.train()
+            history.valid_error.append(error)
+            history.eval_steps.append(step)
+            bar.set_postfix(error=f"{error:.4f}", best=f"{min(best, error):.4f}")
+            if error < best:
+                best, best_state, history.best_step, since_best = error, copy.deepcopy(net.state_dict()), step, 0
+            else:
+                since_best += 1
+            if step >= planned or out_of_time or since_best >= config.patience:
+                break
+        else:
+            continue
+        break
+    net.eval()
+    bar.close()
+    if best_state is None:  # never better than the classical guess: keep it (the output layer at zero)
+        torch.nn.init.zeros_(net.output_projection.weight)
+        torch.nn.init.zeros_(net.output_projection.bias)
+    else:
+        net.load_state_dict(best_state)
+    history.steps, history.seconds = step, time.perf_counter() - start
+    return LearnedGuess(net, classical), history
