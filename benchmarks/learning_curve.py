@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from tsimpute import Imputer
 from tsimpute.benchmark.baselines import make_baseline
@@ -110,6 +113,10 @@ def run(args) -> dict:
         rows.append(_score(f"diffusion, {label}", task.windows(samples), task, minutes=snap["seconds"] / 60,
                            sample_seconds=time.perf_counter() - t0, **snap))
     imp.model_.load_state_dict(final)
+    if imp.guess_history_ is not None:  # the learned first guess alone, the median the diffusion starts from
+        rows.append(_score("learned first guess alone", _guess_windows(imp, task)[None], task,
+                           minutes=imp.guess_history_.seconds / 60, step=imp.guess_history_.steps,
+                           best_step=imp.guess_history_.best_step))
     if args.save is not None:
         imp.save(args.save)
     if args.dataset == "physionet" and not args.no_published:
@@ -120,9 +127,24 @@ def run(args) -> dict:
         rows.append(_score("CSDI's published network", task.windows(samples), task,
                            sample_seconds=time.perf_counter() - t0))
     params.pop("verbose")
+    guess = None if imp.guess_history_ is None else dataclasses.asdict(imp.guess_history_)
     return {"task": task.info, "params": params, "fit_seconds": fit_s, "fit_steps": imp.history_.steps,
+            "guess_history": guess,
             "checkpoint_metric": imp.checkpoint_metric, "checkpoint_scores": recorder.scores,
             "steps": imp.inference_steps().tolist(), "rows": rows}
+
+
+def _guess_windows(imp: Imputer, task) -> np.ndarray:
+    """The fitted imputer's first guess of the test windows ``(N, L, K)``, in the task's model units."""
+    cols = imp._modelled()
+    mean, scale, frame = imp.mean_[cols], imp.scale_[cols], task.test_given[..., cols]
+    given = ~np.isnan(frame)
+    values = np.where(given, (frame - mean) / scale, 0.0)
+    as_tensor = partial(torch.as_tensor, dtype=torch.float32, device=imp.device_)
+    guess = imp.denoiser_.parameterization.base(as_tensor(values).transpose(1, 2), as_tensor(given).transpose(1, 2))
+    out = np.full(task.test_given.shape, np.nan)
+    out[..., cols] = guess.transpose(1, 2).cpu().numpy().astype(np.float64) * scale + mean
+    return out
 
 
 def _published(task, **params) -> Imputer:
