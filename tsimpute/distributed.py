@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["all_mean", "all_mean_tensor", "barrier", "broadcast_from_zero", "distributed_rank", "local_device",
-           "process_group", "world"]
+__all__ = ["all_mean", "all_mean_tensor", "barrier", "broadcast_from_zero", "broadcast_module_from_zero",
+           "distributed_rank", "local_device", "process_group", "world"]
 
 
 def distributed_rank() -> tuple[int, int]:
@@ -97,3 +97,16 @@ def broadcast_from_zero(value: float) -> float:
     t = _scalar(value)
     torch.distributed.broadcast(t, 0)
     return float(t)
+
+
+def broadcast_module_from_zero(module: torch.nn.Module) -> None:
+    """Rank 0's parameters and buffers copied into ``module`` on every rank, in place (nothing without a process
+    group)."""
+    if world()[1] == 1:
+        return
+    device = _scalar(0).device
+    with torch.no_grad():
+        for t in [*module.parameters(), *module.buffers()]:
+            work = t.detach().to(device)
+            torch.distributed.broadcast(work, 0)
+            t.copy_(work)

@@ -132,7 +132,11 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         in ``fit`` on observed values hidden at random, from a local quadratic fit of the column in time and
         from how its most related columns moved across the same gap
         (:mod:`tsimpute.diffusion.first_guess`; ``denoiser_.parameterization.first_guess``). Columns where the
-        correction does not lower the error on held-out windows keep the interpolation.
+        correction does not lower the error on held-out windows keep the interpolation. ``learned``: the fitted
+        guess corrected by an attention network over time steps trained in ``fit`` to fill observed values
+        hidden from the training windows (SAITS's masked imputation task, :mod:`tsimpute.learned_guess`;
+        history in ``guess_history_``), before the diffusion; with ``max_time`` it takes at most half of the
+        budget. On PhysioNet it was the largest gain of any recipe change (``benchmarks/results/learned_guess.md``).
     channels, n_layers, n_heads : int, default=32, 2, 4
         Width, residual blocks and attention heads of the denoiser. CSDI's own sizes are 64, 4, 8: no more
         accurate on the quick-start data, about 3x slower per training step on a CPU
@@ -266,6 +270,8 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         The spread's scale factors (``calibration="conformal"`` or :meth:`calibrate`), with the sampling
         settings they were fitted for; None when the samples keep the sampler's own spread.
     history_ : TrainHistory
+    guess_history_ : GuessHistory or None
+        Training of the learned first guess (``first_guess="learned"``): held-out errors, steps, seconds.
     steps_ : ndarray
         Steps used by sampling with the settings at fit time (the learned steps for ``learned``).
 

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from .data import WindowSet
 from .diffusion.first_guess import FirstGuess, first_guess_of
 from .diffusion.targets import conditional_mask
+from .distributed import broadcast_module_from_zero
 from .models.guess import GuessConfig, GuessNetwork
 
 __all__ = ["GuessHistory", "GuessTrainConfig", "LearnedGuess", "fit_learned_guess", "guess_from_dict"]
@@ -202,5 +203,6 @@ def fit_learned_guess(train: WindowSet, valid: WindowSet | None, classical: Firs
         torch.nn.init.zeros_(net.output_projection.bias)
     else:
         net.load_state_dict(best_state)
+    broadcast_module_from_zero(net)  # under torchrun every rank trained its own copy: they must agree
     history.steps, history.seconds = step, time.perf_counter() - start
     return LearnedGuess(net, classical), history

@@ -210,7 +210,8 @@ def _median_regression(f: torch.Tensor, y: torch.Tensor, ridge: float, iteration
 
 
 def first_guess_of(values: torch.Tensor, given: torch.Tensor, guess: Callable | None) -> torch.Tensor:
-    """``guess(values, given)`` (a :class:`FirstGuess` or any such callable), or the linear interpolation of the given values when ``guess`` is None."""
+    """``guess(values, given)`` (a :class:`FirstGuess` or any such callable), or the linear interpolation of the
+    given values when ``guess`` is None."""
     if guess is None:
         return interpolate_given(values * given, given)
     return guess(values, given)
