@@ -100,14 +100,16 @@ def test_imputer_with_a_learned_guess_is_reproducible_saved_and_keeps_observed_v
     observed = X.notna().to_numpy()
     np.testing.assert_array_equal(out.to_numpy()[observed], X.to_numpy()[observed])
     assert not out.isna().any().any()
-    pd_again = Imputer(**params).fit(X).transform(X)
-    np.testing.assert_array_equal(pd_again.to_numpy(), out.to_numpy())
+    again = Imputer(**params).fit(X).transform(X)
+    np.testing.assert_array_equal(again.to_numpy(), out.to_numpy())
     imp.save(tmp_path / "imp.pt")
     loaded = Imputer.load(tmp_path / "imp.pt")
     assert isinstance(loaded.denoiser_.parameterization.first_guess, LearnedGuess)
     np.testing.assert_array_equal(loaded.transform(X).to_numpy(), out.to_numpy())
-    # the other guesses fit none
+    # the other guesses fit none; without validation windows the guess is chosen on (a copy of) the training ones
     assert Imputer(**{**params, "first_guess": "fitted"}).fit(X).guess_history_ is None
+    alone = Imputer(**{**params, "validation_fraction": 0.0}).fit(X)
+    assert alone.guess_history_.steps > 0 and np.isfinite(alone.guess_history_.valid_error).all()
 
 
 def test_the_guess_spends_its_share_of_max_time_and_the_diffusion_the_rest(sinusoids):

@@ -135,8 +135,8 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         correction does not lower the error on held-out windows keep the interpolation. ``learned``: the fitted
         guess corrected by an attention network over time steps trained in ``fit`` to fill observed values
         hidden from the training windows (SAITS's masked imputation task, :mod:`tsimpute.learned_guess`;
-        history in ``guess_history_``), before the diffusion; with ``max_time`` it takes at most half of the
-        budget. On PhysioNet it was the largest gain of any recipe change (``benchmarks/results/learned_guess.md``).
+        history in ``guess_history_``), before the diffusion, for at most 3000 steps of 32 windows, ``epochs``
+        passes and half of ``max_time``, with early stopping on the validation windows. On PhysioNet it was the largest gain of any recipe change (``benchmarks/results/learned_guess.md``).
     channels, n_layers, n_heads : int, default=32, 2, 4
         Width, residual blocks and attention heads of the denoiser. CSDI's own sizes are 64, 4, 8: no more
         accurate on the quick-start data, about 3x slower per training step on a CPU
@@ -569,8 +569,10 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
             "sigma_table": sigma_table, "first_guess": None if guess is None else guess.to_dict()})
 
     def _guess_config(self) -> GuessTrainConfig:
-        """Training of the learned first guess: at most half of ``max_time``; its time counts towards it."""
-        return GuessTrainConfig(max_time=None if self.max_time is None else self.max_time / 2,
+        """Training of the learned first guess: at most ``epochs`` passes (100 when None) and half of ``max_time``,
+        which its time counts towards."""
+        return GuessTrainConfig(max_epochs=100 if self.epochs is None else self.epochs,
+                                max_time=None if self.max_time is None else self.max_time / 2,
                                 target_strategy=self.target_strategy, verbose=self.verbose)
 
     def _step_limit(self) -> int | None:

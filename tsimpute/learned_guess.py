@@ -144,7 +144,8 @@ def fit_learned_guess(train: WindowSet, valid: WindowSet | None, classical: Firs
     guess = LearnedGuess(net, classical)
     for p in net.parameters():
         p.requires_grad_(True)
-    held = valid if valid is not None and len(valid) else train
+    # a copy: training windows are re-cut every epoch
+    held = valid if valid is not None and len(valid) else WindowSet(train.values.clone(), train.observed.clone())
     given, hidden = _held_out(held, config.hide, seed=int(torch.randint(2**31, (1,), generator=generator,
                                                                          device=generator.device)))
     history = GuessHistory(classical_error=_error(lambda v, g: first_guess_of(v, g, classical), held, given, hidden))
