@@ -119,3 +119,26 @@ def test_the_guess_spends_its_share_of_max_time_and_the_diffusion_the_rest(sinus
     spent = imp.guess_history_.seconds
     assert 0 < spent <= 4.0 + 1.0  # at most half of max_time (and one batch past it)
     assert imp._train_config(100).max_time == pytest.approx(8.0 - spent)
+
+
+def test_the_network_can_be_shown_the_first_guess_of_the_residual_parameterization(sinusoids):
+    from tsimpute.denoisers import SeriesDenoiser, model_input
+    from tsimpute.diffusion.conditioning import conditional_values
+    from tsimpute.diffusion.parameterization import Parameterization
+    from tsimpute.models import CSDIConfig, CSDIDenoiser
+
+    g = torch.Generator().manual_seed(0)
+    values, base = torch.randn(2, 3, 8, generator=g), torch.randn(2, 3, 8, generator=g)
+    given = (torch.rand(2, 3, 8, generator=g) < 0.5).float()
+    assert torch.equal(conditional_values(values, given, "guess", base), base)
+    assert torch.equal(model_input(values, given, base.repeat(2, 1, 1), "guess", base)[..., 0], base.repeat(2, 1, 1))
+    with pytest.raises(ValueError, match="first guess"):
+        conditional_values(values, given, "guess")
+    net = CSDIDenoiser(CSDIConfig(n_features=3, n_steps=10, channels=8, n_layers=1, n_heads=2, ff_dim=8))
+    with pytest.raises(ValueError, match="residual"):
+        SeriesDenoiser(net, "guess", Parameterization("epsilon"))
+    X, _ = sinusoids
+    out = Imputer(**{**TINY, "conditioning": "guess"}, random_state=0).fit_transform(X)
+    assert not out.isna().any().any()
+    with pytest.raises(ValueError, match="residual"):
+        Imputer(**{**TINY, "conditioning": "guess", "parameterization": "epsilon"}).fit(X)

@@ -40,7 +40,7 @@ __all__ = ["ImageDenoiser", "SeriesDenoiser", "model_input", "parallel_forward"]
 
 
 def model_input(values: torch.Tensor, cond_mask: torch.Tensor, noisy: torch.Tensor,
-                conditioning: str = "observed") -> torch.Tensor:
+                conditioning: str = "observed", guess: torch.Tensor | None = None) -> torch.Tensor:
     """The two input channels ``(c(x, M_cond), (1 - M_cond) * noisy)`` of the CSDI network, ``(N, K, L, 2)``.
 
     ``c`` is ``M_cond * x`` for ``conditioning="observed"`` (CSDI) or the linear interpolation of the given
@@ -50,7 +50,7 @@ def model_input(values: torch.Tensor, cond_mask: torch.Tensor, noisy: torch.Tens
     """
     b = values.shape[0]
     n = noisy.shape[0] // b
-    cond = conditional_values(values, cond_mask, conditioning).expand(n, *values.shape).reshape(noisy.shape)
+    cond = conditional_values(values, cond_mask, conditioning, guess).expand(n, *values.shape).reshape(noisy.shape)
     masked = ((1 - cond_mask) * noisy.view(n, *values.shape)).reshape(noisy.shape)
     return torch.stack([cond, masked], dim=-1)
 
@@ -98,10 +98,11 @@ class _WindowEps:
                  threads: int, conditioning: str, parameterization: Parameterization,
                  alpha_bar: dict[int, float] | None = None):
         self.net, self.side, self.cond, self.threads = net, side, cond, threads
-        self.cond_values = conditional_values(values, cond, conditioning)  # (B, K, L): channel 0 of every sample
-        self.free = 1 - cond
         self.param = parameterization
         self.base = self.param.base(values, cond)
+        # (B, K, L): channel 0 of every sample
+        self.cond_values = conditional_values(values, cond, conditioning, self.base)
+        self.free = 1 - cond
         self.scale = self.param.scale(cond)
         if self.base is not None and alpha_bar is None:
             raise ValueError("the residual parameterization needs the signal level of every kept step")
@@ -128,7 +129,8 @@ class SeriesDenoiser:
     net : CSDIDenoiser
         ``net(x (N, K, L, 2), t, side)`` with ``net.encode_side(cond_mask)``.
     conditioning : {"observed", "interpolated"}, default="observed"
-        What the network's first input channel holds (:func:`~tsimpute.diffusion.conditioning.conditional_values`).
+        What the network's first input channel holds (:func:`~tsimpute.diffusion.conditioning.conditional_values`);
+        ``"guess"``: the ``"residual"`` parameterization's first guess.
     parameterization : Parameterization, default=Parameterization()
         What its output means (:mod:`tsimpute.diffusion.parameterization`); the default is CSDI's noise.
     """
@@ -140,6 +142,9 @@ class SeriesDenoiser:
     def __post_init__(self) -> None:
         if self.conditioning not in CONDITIONINGS:
             raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {self.conditioning!r}")
+        if self.conditioning == "guess" and self.parameterization.kind != "residual":
+            raise ValueError("conditioning='guess' shows the network the first guess of the 'residual' "
+                             f"parameterization; got parameterization={self.parameterization.kind!r}")
 
     # ------------------------------------------------------------------ settings
     def settings(self) -> dict:
@@ -186,7 +191,7 @@ class SeriesDenoiser:
         ab = alpha_bar.to(x_t.device).view(-1, *(1,) * (x_t.dim() - 1))
         scale = param.scale(cond_mask)
         noisy, readout = param.precondition(x_t, base, ab, scale)
-        eps_pred = readout(self.net(model_input(batch.values, cond_mask, noisy, self.conditioning), t, side))
+        eps_pred = readout(self.net(model_input(batch.values, cond_mask, noisy, self.conditioning, base), t, side))
         factor = param.output_weight(ab, scale) if weighting == "output" else None
         if factor is not None:
             eps_pred, eps = eps_pred * factor, eps * factor

@@ -110,10 +110,11 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
     ema_decay : float or None, default=0.995
         Decay of the exponential moving average of the weights that is evaluated and kept for sampling;
         ``None`` keeps the raw weights.
-    conditioning : {"observed", "interpolated"}, default="interpolated"
+    conditioning : {"observed", "interpolated", "guess"}, default="interpolated"
         What the network sees of the given values: ``observed`` is CSDI's ``M * x`` (0 where a value is
         not given; the layout of published CSDI weights), ``interpolated`` their linear interpolation along
-        time (PriSTI), a first guess the network learns to correct.
+        time (PriSTI), a first guess the network learns to correct; ``guess``, the ``residual``
+        parameterization's own first guess (``first_guess``).
     parameterization : {"epsilon", "residual"}, default="residual"
         What the network predicts. ``epsilon`` is CSDI's noise prediction. ``residual`` runs the diffusion on
         the difference from a first guess of the missing values (``first_guess``), preconditioned for its
@@ -136,7 +137,8 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         guess corrected by an attention network over time steps trained in ``fit`` to fill observed values
         hidden from the training windows (SAITS's masked imputation task, :mod:`tsimpute.learned_guess`;
         history in ``guess_history_``), before the diffusion, for at most 3000 steps of 32 windows, ``epochs``
-        passes and half of ``max_time``, with early stopping on the validation windows. On PhysioNet it was the largest gain of any recipe change (``benchmarks/results/learned_guess.md``).
+        passes and half of ``max_time``, with early stopping on the validation windows. On PhysioNet it was
+        the largest gain of any recipe change (``benchmarks/results/learned_guess.md``).
     channels, n_layers, n_heads : int, default=32, 2, 4
         Width, residual blocks and attention heads of the denoiser. CSDI's own sizes are 64, 4, 8: no more
         accurate on the quick-start data, about 3x slower per training step on a CPU

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-CONDITIONINGS = ("observed", "interpolated")
+CONDITIONINGS = ("observed", "interpolated", "guess")
 
 
 def _given_neighbours(given: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -58,14 +58,20 @@ def gap_distance(given: torch.Tensor) -> torch.Tensor:
     return torch.where(has_prev & has_next, both, torch.where(has_prev | has_next, one, length))
 
 
-def conditional_values(values: torch.Tensor, cond_mask: torch.Tensor, conditioning: str = "observed") -> torch.Tensor:
+def conditional_values(values: torch.Tensor, cond_mask: torch.Tensor, conditioning: str = "observed",
+                       guess: torch.Tensor | None = None) -> torch.Tensor:
     """The conditional input channel for windows ``values (B, K, L)`` given ``cond_mask (B, K, L)``.
 
     ``"observed"``: ``values * cond_mask`` (CSDI). ``"interpolated"``: :func:`interpolate_given` of the given
-    values along time, per feature (PriSTI).
+    values along time, per feature (PriSTI). ``"guess"``: ``guess``, a first guess of the windows that keeps
+    the given values (the ``"residual"`` parameterization's).
     """
     if conditioning == "observed":
         return values * cond_mask
     if conditioning == "interpolated":
         return interpolate_given(values * cond_mask, cond_mask)
+    if conditioning == "guess":
+        if guess is None:
+            raise ValueError("conditioning 'guess' needs the first guess of the windows (residual parameterization)")
+        return guess
     raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
