@@ -113,7 +113,7 @@ def run(args) -> dict:
         rows.append(_score(f"diffusion, {label}", task.windows(samples), task, minutes=snap["seconds"] / 60,
                            sample_seconds=time.perf_counter() - t0, **snap))
     imp.model_.load_state_dict(final)
-    if imp.guess_history_ is not None:  # the learned first guess alone, the median the diffusion starts from
+    if getattr(imp, "guess_history_", None) is not None:  # the learned guess alone: where the median starts
         rows.append(_score("learned first guess alone", _guess_windows(imp, task)[None], task,
                            minutes=imp.guess_history_.seconds / 60, step=imp.guess_history_.steps,
                            best_step=imp.guess_history_.best_step))
@@ -127,7 +127,7 @@ def run(args) -> dict:
         rows.append(_score("CSDI's published network", task.windows(samples), task,
                            sample_seconds=time.perf_counter() - t0))
     params.pop("verbose")
-    guess = None if imp.guess_history_ is None else dataclasses.asdict(imp.guess_history_)
+    guess = None if getattr(imp, "guess_history_", None) is None else dataclasses.asdict(imp.guess_history_)
     return {"task": task.info, "params": params, "fit_seconds": fit_s, "fit_steps": imp.history_.steps,
             "guess_history": guess,
             "checkpoint_metric": imp.checkpoint_metric, "checkpoint_scores": recorder.scores,

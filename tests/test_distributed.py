@@ -90,3 +90,34 @@ def test_torchrun_fit_writes_one_model_that_loads(tmp_path):
     assert imp.get_params()["batch_size"] == 4 and imp.get_params()["random_state"] == 3
     filled = imp.transform(panel_frame(n_series=2, rows=40, seed=9))
     assert not filled.isna().any().any()
+
+
+GUESS = textwrap.dedent("""
+    import hashlib, json, sys
+    import torch
+    sys.path.insert(0, {root!r})
+    from tests.conftest import panel_frame
+    from tsimpute import Imputer
+    from tsimpute.distributed import distributed_rank, process_group
+
+    torch.set_num_threads(1)
+    rank, size = distributed_rank()
+    with process_group(size):
+        imp = Imputer(window=12, channels=8, n_layers=1, n_heads=2, epochs=None, max_steps=None, max_time=6.0,
+                      batch_size=4, first_guess="learned", verbose=False,
+                      random_state=0).fit(panel_frame(n_series=12, rows=60))
+        param = imp.denoiser_.parameterization
+        guess = b"".join(p.detach().numpy().tobytes() for p in param.first_guess.net.parameters())
+        json.dump({{"guess": hashlib.sha256(guess).hexdigest(), "table": param.sigma_table,
+                    "guess_steps": imp.guess_history_.steps, "steps": imp.history_.steps}},
+                  open(sys.argv[1] + f".rank{{rank}}.json", "w"))
+""")
+
+
+def test_torchrun_ranks_train_the_same_learned_guess_within_a_time_budget(tmp_path):
+    script = tmp_path / "guess.py"
+    script.write_text(GUESS.format(root=str(ROOT)))
+    res = _torchrun([str(script), str(tmp_path / "ddp")], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    r0, r1 = (json.loads((tmp_path / f"ddp.rank{r}.json").read_text()) for r in (0, 1))
+    assert r0 == r1 and r0["guess_steps"] > 0 and r0["steps"] > 0

@@ -105,6 +105,7 @@ def test_imputer_with_a_learned_guess_is_reproducible_saved_and_keeps_observed_v
     imp.save(tmp_path / "imp.pt")
     loaded = Imputer.load(tmp_path / "imp.pt")
     assert isinstance(loaded.denoiser_.parameterization.first_guess, LearnedGuess)
+    assert loaded.guess_history_ is None  # the training history is not stored
     np.testing.assert_array_equal(loaded.transform(X).to_numpy(), out.to_numpy())
     # the other guesses fit none; without validation windows the guess is chosen on (a copy of) the training ones
     assert Imputer(**{**params, "first_guess": "fitted"}).fit(X).guess_history_ is None
@@ -142,3 +143,13 @@ def test_the_network_can_be_shown_the_first_guess_of_the_residual_parameterizati
     assert not out.isna().any().any()
     with pytest.raises(ValueError, match="residual"):
         Imputer(**{**TINY, "conditioning": "guess", "parameterization": "epsilon"}).fit(X)
+
+
+def test_a_single_short_epoch_is_still_evaluated_and_kept_when_it_helps():
+    train = _nonlinear_windows(n=64, seed=0)
+    config = GuessTrainConfig(max_epochs=1, batch_size=8, lr=3e-3, min_eval_steps=50, verbose=False)
+    guess, history = fit_learned_guess(train, _nonlinear_windows(n=32, seed=1), None, config,
+                                       torch.Generator().manual_seed(0),
+                                       network=GuessConfig(n_features=3, d_model=32, ff_dim=64))
+    assert history.steps == 8 and history.eval_steps == [8]
+    assert history.best_step == 8 and history.valid_error[0] < history.classical_error

@@ -127,7 +127,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         number; ``gap``, one per column and per distance from the given values, measured in ``fit``
         (``denoiser_.parameterization.sigma_table``): a single missing hour of a smooth column is many times
         more precise than a long gap in a noisy one.
-    first_guess : {"fitted", "interpolation"}, default="fitted"
+    first_guess : {"fitted", "interpolation", "learned"}, default="fitted"
         The first guess that the ``residual`` parameterization corrects: ``interpolation``, the linear
         interpolation of each column; ``fitted``, that interpolation corrected by a median regression fitted
         in ``fit`` on observed values hidden at random, from a local quadratic fit of the column in time and
@@ -415,6 +415,9 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
             self._check_int("target_steps", self.target_steps)
             if self.step_selection == "learned" and self.target_steps > self.n_steps:
                 raise ValueError(f"target_steps ({self.target_steps}) cannot exceed n_steps ({self.n_steps})")
+        if self.conditioning == "guess" and self.parameterization != "residual":
+            raise ValueError("conditioning='guess' shows the network the first guess of the 'residual' "
+                             f"parameterization; got parameterization={self.parameterization!r}")
         if self.time_kernel % 2 == 0 and self.time_kernel:
             raise ValueError(f"time_kernel must be 0 or odd (a centred convolution), got {self.time_kernel!r}")
         if self.channels % self.n_heads:
@@ -456,6 +459,8 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         columns = getattr(self, "feature_names_in_", np.arange(self.n_features_in_))
         self.empty_features_ = np.asarray(columns, dtype=object)[np.isnan(self.mean_)]
         self.data_min_, self.data_max_ = array(state.get("data_min")), array(state.get("data_max"))
+        if not hasattr(self, "guess_history_"):  # loaded, or published weights: no guess was trained here
+            self.guess_history_ = None
         calibration = state.get("calibration")
         self.calibration_ = None if calibration is None else SpreadCalibration.from_dict(calibration)
 

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from .data import WindowSet
 from .diffusion.first_guess import FirstGuess, first_guess_of
 from .diffusion.targets import conditional_mask
-from .distributed import broadcast_module_from_zero
+from .distributed import broadcast_from_zero, broadcast_module_from_zero, world
 from .models.guess import GuessConfig, GuessNetwork
 
 __all__ = ["GuessHistory", "GuessTrainConfig", "LearnedGuess", "fit_learned_guess", "guess_from_dict"]
@@ -32,9 +32,11 @@ __all__ = ["GuessHistory", "GuessTrainConfig", "LearnedGuess", "fit_learned_gues
 class LearnedGuess:
     """``guess(values, given)``: the classical guess ``classical`` (None: interpolation) corrected by ``net``.
 
-    Always evaluated in float32 without gradients (the diffusion trains with the guess fixed); given entries
-    are returned unchanged.
+    Always evaluated in float32 without gradients (the diffusion trains with the guess fixed), ``batch_size``
+    windows at a time (bounds memory); given entries are returned unchanged.
     """
+
+    batch_size = 256
 
     def __init__(self, net: GuessNetwork, classical: FirstGuess | None = None):
         self.net = net.eval()
@@ -47,7 +49,9 @@ class LearnedGuess:
         if self.net.output_projection.weight.device != values.device:
             self.net.to(values.device)
         with torch.no_grad(), torch.autocast(values.device.type, enabled=False):
-            out = self.net(values.float(), given.float(), base.float()).to(values.dtype)
+            out = torch.cat([self.net(v.float(), g.float(), b.float()) for v, g, b in
+                             zip(values.split(self.batch_size), given.split(self.batch_size),
+                                 base.split(self.batch_size), strict=True)]).to(values.dtype)
         return torch.where(given > 0, values, out)
 
     def to_dict(self) -> dict:
@@ -155,16 +159,37 @@ def fit_learned_guess(train: WindowSet, valid: WindowSet | None, classical: Firs
     n_batches = max(1, math.ceil(len(train) / config.batch_size))
     planned = config.max_epochs * n_batches if config.max_steps is None else min(config.max_steps,
                                                                                   config.max_epochs * n_batches)
-    bar = tqdm(total=planned, desc="first guess", unit="step", disable=not config.verbose, leave=False)
+    bar = tqdm(total=planned, desc="first guess", unit="step", disable=not config.verbose or world()[0] > 0,
+               leave=False)
+    warmup = max(1, min(config.warmup_steps, planned // 20))
     start = time.perf_counter()
+
+    def elapsed() -> float:  # rank 0's clock, so that every rank takes the same decisions (torchrun)
+        return broadcast_from_zero(time.perf_counter() - start)
+
+    def evaluate() -> bool:
+        """Score the weights (rank 0's score on every rank), keep them if best; True when patience runs out."""
+        nonlocal best, best_state, since_best
+        net.eval()
+        error = broadcast_from_zero(_error(guess, held, given, hidden))
+        net.train()
+        history.valid_error.append(error)
+        history.eval_steps.append(step)
+        bar.set_postfix(error=f"{error:.4f}", best=f"{min(best, error):.4f}")
+        if error < best:
+            best, best_state, history.best_step, since_best = error, copy.deepcopy(net.state_dict()), step, 0
+        else:
+            since_best += 1
+        return since_best >= config.patience
+
     eval_every = max(n_batches, config.min_eval_steps)  # an evaluation per epoch, or per so many steps
-    step, since_best = 0, 0
+    step, since_best, done = 0, 0, False
     for _ in range(config.max_epochs):
         net.train()
         for batch in train.batches(config.batch_size, generator):
-            seconds = time.perf_counter() - start
+            seconds = elapsed() if config.max_time else 0.0
             progress = max(step / planned, seconds / config.max_time if config.max_time else 0.0)
-            factor = min(1.0, (step + 1) / config.warmup_steps) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+            factor = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
             for group in opt.param_groups:
                 group["lr"] = config.lr * factor
             cond = conditional_mask(batch.observed, config.target_strategy, patterns=patterns, generator=generator,
@@ -179,24 +204,16 @@ def fit_learned_guess(train: WindowSet, valid: WindowSet | None, classical: Firs
             opt.step()
             step += 1
             bar.update(1)
-            out_of_time = config.max_time is not None and time.perf_counter() - start >= config.max_time
-            if step % eval_every and step < planned and not out_of_time:
-                continue
-            net.eval()
-            error = _error(guess, held, given, hidden)
-            net.train()
-            history.valid_error.append(error)
-            history.eval_steps.append(step)
-            bar.set_postfix(error=f"{error:.4f}", best=f"{min(best, error):.4f}")
-            if error < best:
-                best, best_state, history.best_step, since_best = error, copy.deepcopy(net.state_dict()), step, 0
-            else:
-                since_best += 1
-            if step >= planned or out_of_time or since_best >= config.patience:
+            out_of_time = config.max_time is not None and elapsed() >= config.max_time
+            done = step >= planned or out_of_time
+            if (step % eval_every == 0 or done) and evaluate():
+                done = True
+            if done:
                 break
-        else:
-            continue
-        break
+        if done:
+            break
+    if not history.eval_steps or history.eval_steps[-1] != step:  # the epochs ran out between evaluations
+        evaluate()
     net.eval()
     bar.close()
     if best_state is None:  # never better than the classical guess: keep it (the output layer at zero)
@@ -205,5 +222,5 @@ def fit_learned_guess(train: WindowSet, valid: WindowSet | None, classical: Firs
     else:
         net.load_state_dict(best_state)
     broadcast_module_from_zero(net)  # under torchrun every rank trained its own copy: they must agree
-    history.steps, history.seconds = step, time.perf_counter() - start
+    history.steps, history.seconds = step, elapsed()
     return LearnedGuess(net, classical), history
