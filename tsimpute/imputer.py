@@ -580,7 +580,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         which its time counts towards."""
         return GuessTrainConfig(max_epochs=100 if self.epochs is None else self.epochs,
                                 max_time=None if self.max_time is None else self.max_time / 2,
-                                target_strategy=self.target_strategy, verbose=self.verbose)
+                                verbose=self.verbose)
 
     def _step_limit(self) -> int | None:
         """``max_steps`` resolved: ``"auto"`` is None when ``epochs`` or ``max_time`` is set, else 1000 (also

@@ -84,8 +84,10 @@ class GuessTrainConfig:
     (one per epoch, or per ``min_eval_steps`` steps when epochs are shorter).
 
     Training ends at the first of ``max_epochs``, ``max_steps`` and ``max_time`` seconds. ``hide``: the fraction
-    of observed entries hidden at random from a training window (the ``random`` half of ``target_strategy``;
-    ``hist`` hides another window's missing pattern, as the diffusion's training does).
+    of observed entries hidden at random from a training window (``target_strategy="random"``, SAITS's masked
+    imputation task; ``hist`` and ``mix`` add other windows' missing patterns, as the diffusion's training does:
+    on PhysioNet that slowed the guess down so much that it never beat the classical one in 150 s, where
+    ``random`` took its held-out error from 0.313 to 0.249).
     """
 
     max_epochs: int = 100
@@ -96,7 +98,7 @@ class GuessTrainConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 100
     hide: float = 0.2
-    target_strategy: str = "mix"
+    target_strategy: str = "random"
     patience: int = 5
     min_eval_steps: int = 50
     verbose: bool = True
