@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .diffusion.targets import random_conditional_mask
+
 
 @dataclass(frozen=True)
 class Series:
@@ -384,3 +386,19 @@ class ImputationWindows:
             out[:, s.rows, :] = samples[:, first + owner, offset, :]
             first += len(st)
         return out
+
+
+def hide_observed(data: WindowSet, share: float, max_windows: int, generator: torch.Generator
+                  ) -> tuple[WindowSet, torch.Tensor, torch.Tensor]:
+    """Hide ``share`` of the observed entries of at most ``max_windows`` windows of ``data`` (evenly spaced),
+    drawn with ``generator``; tiny windows where none is drawn fall back to CSDI's random strategy.
+
+    Returns the windows as the model sees them (``values * given``, ``given``), their values, and the hidden mask.
+    """
+    idx = torch.linspace(0, len(data) - 1, min(max_windows, len(data))).round().long().unique()
+    values, observed = data.values[idx], data.observed[idx]
+    hidden = (torch.rand(observed.shape, generator=generator, device=values.device) < share) * observed
+    if hidden.sum() == 0:  # tiny windows: hide with CSDI's random strategy instead
+        hidden = observed - random_conditional_mask(observed, generator)
+    given = observed - hidden
+    return WindowSet(values * given, given), values, hidden

@@ -18,30 +18,13 @@ from __future__ import annotations
 
 import torch
 
-from .data import WindowSet
+from .data import WindowSet, hide_observed
 from .denoisers import SeriesDenoiser
 from .diffusion.schedules import Chain, NoiseSchedule, uniform_steps
-from .diffusion.targets import random_conditional_mask
 from .inference import impute_windows
 from .step_learning import ensemble_crps
 
 HOLDOUT_METRICS = ("mae", "crps")
-
-
-def hide_observed(data: WindowSet, share: float, max_windows: int, generator: torch.Generator
-                  ) -> tuple[WindowSet, torch.Tensor, torch.Tensor]:
-    """Hide ``share`` of the observed entries of at most ``max_windows`` windows of ``data`` (evenly spaced),
-    drawn with ``generator``; tiny windows where none is drawn fall back to CSDI's random strategy.
-
-    Returns the windows as the model sees them (``values * given``, ``given``), their values, and the hidden mask.
-    """
-    idx = torch.linspace(0, len(data) - 1, min(max_windows, len(data))).round().long().unique()
-    values, observed = data.values[idx], data.observed[idx]
-    hidden = (torch.rand(observed.shape, generator=generator, device=values.device) < share) * observed
-    if hidden.sum() == 0:  # tiny windows: hide with CSDI's random strategy instead
-        hidden = observed - random_conditional_mask(observed, generator)
-    given = observed - hidden
-    return WindowSet(values * given, given), values, hidden
 
 
 class HoldoutScore:

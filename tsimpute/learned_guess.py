@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from .data import WindowSet
+from .data import WindowSet, hide_observed
 from .diffusion.first_guess import FirstGuess, first_guess_of
 from .diffusion.targets import conditional_mask
 from .distributed import broadcast_from_zero, broadcast_module_from_zero, world
@@ -39,9 +39,7 @@ class LearnedGuess:
     batch_size = 256
 
     def __init__(self, net: GuessNetwork, classical: FirstGuess | None = None):
-        self.net = net.eval()
-        for p in self.net.parameters():
-            p.requires_grad_(False)
+        self.net = net.eval().requires_grad_(False)
         self.classical = classical
 
     def __call__(self, values: torch.Tensor, given: torch.Tensor) -> torch.Tensor:
@@ -119,21 +117,11 @@ class GuessHistory:
     seconds: float = 0.0
 
 
-def _held_out(data: WindowSet, hide: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fixed given entries of held-out windows (``hide`` of the observed ones hidden) and the hidden ones."""
-    gen = torch.Generator(device=data.values.device).manual_seed(seed)
-    given = data.observed * (torch.rand(data.observed.shape, generator=gen, device=data.values.device) >= hide)
-    return given, data.observed - given
-
-
 @torch.no_grad()
-def _error(guess, data: WindowSet, given: torch.Tensor, hidden: torch.Tensor, batch_size: int = 256) -> float:
-    total = 0.0
-    for i in range(0, len(data), batch_size):
-        sl = slice(i, i + batch_size)
-        pred = guess(data.values[sl], given[sl])
-        total += float(((pred - data.values[sl]).abs() * hidden[sl]).sum())
-    return total / max(float(hidden.sum()), 1.0)
+def _error(guess, given: WindowSet, values: torch.Tensor, hidden: torch.Tensor) -> float:
+    """Mean absolute error of ``guess`` on the ``hidden`` entries of the windows ``given``."""
+    pred = guess(given.values, given.observed)
+    return float(((pred - values).abs() * hidden).sum()) / max(float(hidden.sum()), 1.0)
 
 
 def fit_learned_guess(train: WindowSet, valid: WindowSet | None, classical: FirstGuess | None,
@@ -150,13 +138,11 @@ def fit_learned_guess(train: WindowSet, valid: WindowSet | None, classical: Firs
     k = train.values.shape[-2]
     net = GuessNetwork(network or GuessConfig(n_features=k)).to(device)
     guess = LearnedGuess(net, classical)
-    for p in net.parameters():
-        p.requires_grad_(True)
-    # a copy: training windows are re-cut every epoch
-    held = valid if valid is not None and len(valid) else WindowSet(train.values.clone(), train.observed.clone())
-    given, hidden = _held_out(held, config.hide, seed=int(torch.randint(2**31, (1,), generator=generator,
-                                                                         device=generator.device)))
-    history = GuessHistory(classical_error=_error(lambda v, g: first_guess_of(v, g, classical), held, given, hidden))
+    net.requires_grad_(True)  # frozen by the wrapper, trained here
+    # fixed hidden entries, so that evaluations compare (a copy: training windows are re-cut every epoch)
+    held = valid if valid is not None and len(valid) else train
+    scored = hide_observed(held, config.hide, len(held), generator)
+    history = GuessHistory(classical_error=_error(lambda v, g: first_guess_of(v, g, classical), *scored))
     best, best_state = history.classical_error, None
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     patterns = train.observed if config.target_strategy in ("hist", "mix") else None
@@ -175,7 +161,7 @@ def fit_learned_guess(train: WindowSet, valid: WindowSet | None, classical: Firs
         """Score the weights (rank 0's score on every rank), keep them if best; True when patience runs out."""
         nonlocal best, best_state, since_best
         net.eval()
-        error = broadcast_from_zero(_error(guess, held, given, hidden))
+        error = broadcast_from_zero(_error(guess, *scored))
         net.train()
         history.valid_error.append(error)
         history.eval_steps.append(step)
