@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from tsimpute import Imputer
-from tsimpute.calibration import LEVELS, SpreadCalibration, fit_spread_calibration
+from tsimpute.calibration import LEVELS, SpreadCalibration, conformal_quantile, fit_spread_calibration
+from tsimpute.data import WindowSet, hide_observed
 from tsimpute.metrics import coverage
 
 from .conftest import TINY
@@ -31,15 +32,21 @@ def test_factors_undo_a_known_miscalibration_per_feature():
     assert cal.factors.shape == (2, 4, len(LEVELS)) and cal.counts.sum() == int(hidden.sum())
     assert np.all(np.abs(cal.factors[0][cal.counts[0] >= 100] - 2.0) < 0.3)
     assert np.all(np.abs(cal.factors[1][cal.counts[1] >= 100] - 0.5) < 0.08)
-    # on fresh draws of the same kind, each feature's rescaled bands cover their level, the raw ones do not
-    fresh, truth, hidden2, cond2 = _draws(n_windows=120, seed=1)
-    out = cal.apply(fresh, cond2)
-    for k in (0, 1):
-        mask = hidden2[:, k].numpy() > 0
-        for level in (0.5, 0.9):
-            raw = coverage(fresh[:, :, k].numpy(), truth[:, k].numpy(), mask, level=level)
-            fixed = coverage(out[:, :, k].numpy(), truth[:, k].numpy(), mask, level=level)
-            assert abs(fixed - level) < 0.04 and abs(raw - level) > 0.09
+    # on fresh draws of the same kind, each feature's rescaled bands cover their level, the raw ones do not;
+    # averaged over ten calibrations (one of ~500 entries per feature varies by 2-3 points)
+    fixed, raw = np.zeros((2, 2)), np.zeros((2, 2))
+    for seed in range(10):
+        cal = fit_spread_calibration(*_draws(seed=10 + seed))
+        fresh, truth, hidden2, cond2 = _draws(n_windows=120, seed=20 + seed)
+        out = cal.apply(fresh, cond2)
+        for k in (0, 1):
+            mask = hidden2[:, k].numpy() > 0
+            for j, level in enumerate((0.5, 0.9)):
+                raw[k, j] += coverage(fresh[:, :, k].numpy(), truth[:, k].numpy(), mask, level=level) / 10
+                fixed[k, j] += coverage(out[:, :, k].numpy(), truth[:, k].numpy(), mask, level=level) / 10
+    levels = np.array([[0.5, 0.9]])
+    assert np.all(np.abs(fixed - levels) < 0.025), fixed
+    assert np.all(np.abs(raw - levels) > 0.09), raw
 
 
 def test_heavy_tails_get_a_factor_per_level():
@@ -69,6 +76,36 @@ def test_apply_keeps_the_median_and_the_given_entries():
     torch.testing.assert_close(out.std(0), 3 * samples.std(0))
     with pytest.raises(ValueError, match="features"):
         cal.apply(samples[:, :, :1], cond[:, :1])
+
+
+def test_conformal_quantile_is_the_ceil_n_plus_1_level_order_statistic():
+    scores = np.random.default_rng(0).permutation(np.arange(1.0, 101.0))  # 1..100 shuffled
+    assert conformal_quantile(scores, 0.9) == 91.0  # ceil(101 * 0.9) = 91st smallest
+    assert conformal_quantile(scores, 0.5) == 51.0
+    assert conformal_quantile(scores, 0.995) == 100.0  # rank beyond n: the largest
+    # exchangeable scores: a new one is at most the quantile with probability ceil((n+1) l) / (n+1)
+    rng = np.random.default_rng(1)
+    draws = rng.standard_normal((20000, 21))
+    held = np.array([conformal_quantile(d[:20], 0.8) for d in draws])
+    assert abs(np.mean(draws[:, 20] <= held) - 17 / 21) < 0.01
+
+
+def test_hist_hiding_hides_other_windows_gaps():
+    values = torch.randn(50, 3, 40)
+    observed = torch.ones(50, 3, 40)
+    observed[::2, :, 10:30] = 0  # every other window has a long gap
+    data = WindowSet(values * observed, observed)
+    gen = torch.Generator().manual_seed(0)
+    given, vals, hidden = hide_observed(data, 0.2, 50, gen, strategy="hist")
+    assert torch.all(hidden <= observed) and torch.all(given.observed + hidden == observed)
+    per_window = hidden.sum((1, 2))
+    assert set(per_window.tolist()) <= {0.0, 60.0}  # a whole gap of another window, or nothing
+    assert (per_window > 0).sum() > 3  # about a quarter of the windows: full ones given a gapped pattern
+    assert torch.equal(hidden[:, :, :10], torch.zeros_like(hidden[:, :, :10]))  # only where others had gaps
+    mixed = hide_observed(data, 0.2, 50, torch.Generator().manual_seed(0), strategy="mix")[2]
+    assert torch.any(mixed[:, :, :10] > 0) and torch.all(mixed <= observed)
+    with pytest.raises(ValueError, match="target strategy"):
+        hide_observed(data, 0.2, 50, gen, strategy="other")
 
 
 def test_small_groups_take_their_features_or_the_overall_factor():

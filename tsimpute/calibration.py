@@ -8,9 +8,9 @@ median must be scaled so that the central band of each level ``l`` covers ``l`` 
 - the *score* of a hidden entry at level ``l`` is the factor by which its central ``l`` band, scaled about the
   samples' median ``m``, must grow (or may shrink) to reach the true value ``y``:
   ``max((y - m) / (hi - m), (m - y) / (m - lo))``;
-- the factor of a group of entries at level ``l`` is the split-conformal quantile of their scores, the
-  ``ceil((n + 1) l) / n`` empirical quantile (Vovk et al. 2005; Romano et al. 2019's scaled intervals): on
-  exchangeable data the scaled band then covers at least ``l`` of new entries;
+- the factor of a group of ``n`` entries at level ``l`` is the split-conformal quantile of their scores, the
+  ``ceil((n + 1) l)``-th smallest (Vovk et al. 2005; Romano et al. 2019's scaled intervals): on exchangeable
+  data the scaled band then covers at least ``l`` of new entries, and on average at most ``l + 1 / (n + 1)``;
 - one factor per level of :data:`LEVELS`, because errors are often heavier-tailed than the samples (a single
   factor that fixes the 90% band then over-widens the 50% band); a sample is scaled by the factor of the central
   level it sits at (its rank), interpolated between the levels, with the samples' order kept;
@@ -32,7 +32,7 @@ import torch
 
 from .diffusion.parameterization import gap_bins
 
-__all__ = ["GAP_EDGES", "LEVELS", "SpreadCalibration", "fit_spread_calibration"]
+__all__ = ["GAP_EDGES", "LEVELS", "SpreadCalibration", "conformal_quantile", "fit_spread_calibration"]
 
 #: Edges of the gap-distance ranges (``gap_distance`` is 1/2 for a single missing entry).
 GAP_EDGES = (0.5, 2.0, 8.0)
@@ -109,10 +109,12 @@ def _interpolate(level: torch.Tensor, grid: torch.Tensor, values: torch.Tensor) 
     return lo_v + w * (hi_v - lo_v)
 
 
-def _conformal_factor(scores: np.ndarray, level: float) -> float:
+def conformal_quantile(scores: np.ndarray, level: float) -> float:
+    """The split-conformal quantile of ``n`` scores at ``level``: the ``ceil((n + 1) level)``-th smallest
+    (the largest when that rank exceeds ``n``)."""
     n = len(scores)
-    q = min(1.0, math.ceil((n + 1) * level) / n)
-    return float(np.quantile(scores, q, method="higher"))
+    rank = min(n, math.ceil((n + 1) * level))
+    return float(np.partition(np.asarray(scores, dtype=np.float64), rank - 1)[rank - 1])
 
 
 def fit_spread_calibration(samples: torch.Tensor, target: torch.Tensor, hidden: torch.Tensor,
@@ -147,7 +149,7 @@ def fit_spread_calibration(samples: torch.Tensor, target: torch.Tensor, hidden: 
         scores.append(np.clip(np.maximum(up, down), 0.0, None))
 
     def factors_of(where: np.ndarray) -> np.ndarray:
-        return np.array([min(_conformal_factor(sc[where], lv), max_factor) for sc, lv in zip(scores, levels,
+        return np.array([min(conformal_quantile(sc[where], lv), max_factor) for sc, lv in zip(scores, levels,
                                                                                              strict=True)])
 
     overall = factors_of(np.ones(len(y), dtype=bool))

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .diffusion.targets import random_conditional_mask
+from .diffusion.targets import conditional_mask, random_conditional_mask
 
 
 @dataclass(frozen=True)
@@ -388,16 +388,25 @@ class ImputationWindows:
         return out
 
 
-def hide_observed(data: WindowSet, share: float, max_windows: int, generator: torch.Generator
-                  ) -> tuple[WindowSet, torch.Tensor, torch.Tensor]:
+def hide_observed(data: WindowSet, share: float, max_windows: int, generator: torch.Generator,
+                  strategy: str = "random") -> tuple[WindowSet, torch.Tensor, torch.Tensor]:
     """Hide ``share`` of the observed entries of at most ``max_windows`` windows of ``data`` (evenly spaced),
     drawn with ``generator``; tiny windows where none is drawn fall back to CSDI's random strategy.
+
+    ``strategy="hist"`` hides instead, in each window, the entries that another window of ``data`` (drawn at
+    random) did not observe, so that the hidden entries form the data's own gaps, long ones included; ``"mix"``
+    does so in half of the windows (drawn at random) and hides ``share`` of the entries of the others, as the
+    training target strategies of the same names draw them.
 
     Returns the windows as the model sees them (``values * given``, ``given``), their values, and the hidden mask.
     """
     idx = torch.linspace(0, len(data) - 1, min(max_windows, len(data))).round().long().unique()
     values, observed = data.values[idx], data.observed[idx]
-    hidden = (torch.rand(observed.shape, generator=generator, device=values.device) < share) * observed
+    if strategy == "random":
+        hidden = (torch.rand(observed.shape, generator=generator, device=values.device) < share) * observed
+    else:
+        hidden = observed - conditional_mask(observed, strategy, patterns=data.observed, generator=generator,
+                                             ratio=share)
     if hidden.sum() == 0:  # tiny windows: hide with CSDI's random strategy instead
         hidden = observed - random_conditional_mask(observed, generator)
     given = observed - hidden

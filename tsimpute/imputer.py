@@ -233,7 +233,8 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
     calibration : {"conformal"} or None, default=None
         ``"conformal"``: after training, learn how much the samples' spread must be scaled (per feature, gap
         length and level) for their central bands (20% to 95%) to hold their share of observed values hidden
-        from the model in the validation windows (split conformal; :meth:`calibrate`,
+        from the model in the validation windows, hidden as ``target_strategy`` draws training targets (split
+        conformal; :meth:`calibrate`,
         :mod:`tsimpute.calibration`). The median
         (``transform``) is unchanged; ``sample`` and ``predict_quantiles`` return the rescaled spread. None: the
         sampler's own spread.
@@ -750,10 +751,12 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
     def calibrate(self, X, n_samples: int | None = None) -> Imputer:
         """Learn how much the samples' spread must be scaled for central bands to hold their nominal share.
 
-        Some observed values of ``X`` (20% of each window's, at most 256 windows) are hidden from the model and
+        Some observed values of ``X`` (at most 256 windows) are hidden from the model as ``target_strategy``
+        draws training targets (``"random"``: 20% of each window's; ``"hist"``: where another window of ``X``
+        has gaps, so that long gaps get factors of their own; ``"mix"``: either, half of the windows each) and
         imputed with the current sampling settings and ``n_samples`` samples (default ``n_samples``); the
-        split-conformal factors per feature, gap length and central level (20% to 95%) that make each band
-        cover its level of them are stored in ``calibration_`` (:mod:`tsimpute.calibration`) and applied by
+        split-conformal factors per feature, gap length and central level (20% to 95%) that make each band cover
+        its level of them are stored in ``calibration_`` (:mod:`tsimpute.calibration`) and applied by
         :meth:`sample` and :meth:`predict_quantiles` (:meth:`transform`'s median is kept) as long as the
         sampling settings stay the same. Use data the model was not trained on (held-out series, or a later
         period); on training data the factors come out too small. Calibrate with as many samples as the bands
@@ -771,7 +774,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
             raise ValueError(f"n_samples must be an integer >= 2 to calibrate the spread, got {n!r}")
         gen = torch.Generator(device=self.device_).manual_seed(self._sampling_seed() + 3)
-        given, values, hidden = hide_observed(data, 0.2, 256, gen)
+        given, values, hidden = hide_observed(data, 0.2, 256, gen, strategy=self.target_strategy)
         result = impute_windows(
             self.denoiser_, given, self.inference_chain(), n_samples=int(n),
             sampler=self.sampler, eta=self.eta, variance=self.variance, generator=gen,
