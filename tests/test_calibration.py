@@ -6,7 +6,7 @@ import torch
 
 from tsimpute import Imputer
 from tsimpute.calibration import LEVELS, SpreadCalibration, conformal_quantile, fit_spread_calibration
-from tsimpute.data import WindowSet, hide_observed
+from tsimpute.data import WindowSet, hide_observed, window_starts
 from tsimpute.metrics import coverage
 
 from .conftest import TINY
@@ -120,11 +120,25 @@ def test_small_groups_take_their_features_or_the_overall_factor():
         fit_spread_calibration(samples[:1], target, hidden, cond)
 
 
-def test_imputer_calibrates_in_fit_keeps_the_median_and_saves_it(sinusoids, tmp_path):
+def test_imputer_calibrates_in_fit_keeps_the_median_and_saves_it(sinusoids, tmp_path, monkeypatch):
     X, _ = sinusoids
     params = {**TINY, "n_samples": 10, "random_state": 0}
     plain = Imputer(**params).fit(X)
+    seen = []
+    fit_calibration = Imputer._fit_calibration
+    monkeypatch.setattr(Imputer, "_fit_calibration", lambda self, data, n=None: (seen.append(data),
+                                                                                fit_calibration(self, data, n)))
     calibrated = Imputer(**params, calibration="conformal").fit(X)
+    def n_windows(rows):  # windows of 12 rows, 6 apart
+        return len(window_starts(rows, 12, 6))
+
+    # 30 validation rows hold fewer than 200 observed values: the validation windows and the training ones
+    assert len(seen[0]) == n_windows(30) + n_windows(270)
+    Imputer(**params, calibration="conformal", validation_fraction=0.3).fit(X)
+    # 90 validation rows: each validation window hidden anew in several copies, up to 256 windows
+    v = n_windows(90)
+    assert len(seen[1]) == v * -(-256 // v) and torch.equal(seen[1].values[v:2 * v], seen[1].values[:v])
+    monkeypatch.undo()
     assert plain.calibration_ is None and calibrated.calibration_ is not None
     assert calibrated.calibration_.sampling["steps"] == list(calibrated.steps_)
     # same network and seeds: the median is the same, the spread is not

@@ -46,6 +46,11 @@ from .precision import PRECISIONS
 from .training import FitCallback, TrainConfig
 from .validation import Layout, validated_frame
 
+#: Windows whose hidden values the spread calibration scores (fewer held-out windows are hidden several times).
+_CALIBRATION_WINDOWS = 256
+#: Below this many observed values in the validation windows, ``fit`` calibrates on training windows too.
+_MIN_HELD_OUT = 200
+
 
 class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
     """Fill gaps in multivariate time series with a CSDI-style conditional diffusion model.
@@ -233,8 +238,9 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
     calibration : {"conformal"} or None, default=None
         ``"conformal"``: after training, learn how much the samples' spread must be scaled (per feature, gap
         length and level) for their central bands (20% to 95%) to hold their share of observed values hidden
-        from the model in the validation windows, hidden as ``target_strategy`` draws training targets (split
-        conformal; :meth:`calibrate`,
+        from the model in the validation windows, hidden as ``target_strategy`` draws training targets (each
+        window several times, with other draws, until 256 are scored; training windows are added when the
+        validation windows hold fewer than 200 observed values; split conformal, :meth:`calibrate`,
         :mod:`tsimpute.calibration`). The median
         (``transform``) is unchanged; ``sample`` and ``predict_quantiles`` return the rescaled spread. None: the
         sampler's own spread.
@@ -534,10 +540,13 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
     def _after_fit(self, data: FitData) -> None:
         if self.calibration == "conformal":
             windows = data.valid
-            if windows is None or float(windows.observed.sum()) < 2500:  # too few held-out values: add training ones
+            if windows is None or float(windows.observed.sum()) < _MIN_HELD_OUT:  # add training windows
                 train = window_set(data.train.series, self.window_, max(1, self.window_ // 2), device=self.device_)
                 windows = train if windows is None else WindowSet(torch.cat([windows.values, train.values]),
                                                                   torch.cat([windows.observed, train.observed]))
+            elif len(windows) < _CALIBRATION_WINDOWS:  # few held-out windows: each hidden anew several times
+                copies = -(-_CALIBRATION_WINDOWS // len(windows))
+                windows = WindowSet(windows.values.repeat(copies, 1, 1), windows.observed.repeat(copies, 1, 1))
             self._fit_calibration(windows)
 
     def _build_denoiser(self, train, fit_seed: int, valid: WindowSet | None = None) -> SeriesDenoiser:
@@ -774,7 +783,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
             raise ValueError(f"n_samples must be an integer >= 2 to calibrate the spread, got {n!r}")
         gen = torch.Generator(device=self.device_).manual_seed(self._sampling_seed() + 3)
-        given, values, hidden = hide_observed(data, 0.2, 256, gen, strategy=self.target_strategy)
+        given, values, hidden = hide_observed(data, 0.2, _CALIBRATION_WINDOWS, gen, strategy=self.target_strategy)
         result = impute_windows(
             self.denoiser_, given, self.inference_chain(), n_samples=int(n),
             sampler=self.sampler, eta=self.eta, variance=self.variance, generator=gen,
