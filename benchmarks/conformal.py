@@ -10,7 +10,8 @@ observed values hidden from the validation windows. ``physionet``: CSDI's publis
 training stays, at each uniform step count and each ``--learned`` mask. Both sample the same seeds with and
 without the calibration, so the rows differ by it alone.
 
-    python benchmarks/conformal.py trained --dataset quickstart --out benchmarks/results/conformal_quickstart.json
+    python benchmarks/conformal.py trained --dataset quickstart --seed 0 \\
+        --out benchmarks/results/conformal_quickstart/seed0.json
     python benchmarks/conformal.py physionet --n-test 64 --n-calib 64 --steps 10,5,3 \\
         --learned loss10=10,12,13,29,30,31,42,43,44,49 --out benchmarks/results/conformal_physionet.json
 """
