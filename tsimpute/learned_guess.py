@@ -139,7 +139,8 @@ def fit_learned_guess(train: WindowSet, valid: WindowSet | None, classical: Firs
     net = GuessNetwork(network or GuessConfig(n_features=k)).to(device)
     guess = LearnedGuess(net, classical)
     net.requires_grad_(True)  # frozen by the wrapper, trained here
-    # fixed hidden entries, so that evaluations compare (a copy: training windows are re-cut every epoch)
+    # fixed hidden entries, so that evaluations compare (hide_observed indexes a copy: training windows are
+    # re-cut every epoch)
     held = valid if valid is not None and len(valid) else train
     scored = hide_observed(held, config.hide, len(held), generator)
     history = GuessHistory(classical_error=_error(lambda v, g: first_guess_of(v, g, classical), *scored))
