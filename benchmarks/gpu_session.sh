@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# One GPU, one call of about 9 minutes: the GPU paths (training step, batched imputation, bf16 against fp32)
-# and the paper profile on PhysioNet-10% under a training budget. Results go to $OUT (default gpu-results).
+# One GPU, one call of about 8 minutes: the GPU paths (training step, batched imputation, bf16 against fp32),
+# then three PhysioNet-10% learning curves trained side by side on the same GPU, scored on the same 200 fold-0
+# test stays beside CSDI's published network, the fitted first guess and interpolation. Results go to $OUT
+# (default gpu-results).
 #
 #   OUT=gpu-results TSIMPUTE_DATA_DIR=/path/to/data bash benchmarks/gpu_session.sh
 #
@@ -9,16 +11,35 @@
 set -uo pipefail
 OUT=${OUT:-gpu-results}
 DEVICE=${DEVICE:-cuda}
-TRAIN_SECONDS=${TRAIN_SECONDS:-180}
+MINUTES=${MINUTES:-4.5}          # training budget of each learning curve
+MARKS=${MARKS:-0.5,1,2,3}        # minutes at which each curve records its kept network
+THROUGHPUT_S=${THROUGHPUT_S:-120}
+CURVES_S=${CURVES_S:-330}
+N_TEST=${N_TEST:-200}
 mkdir -p "$OUT"
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; python -c "import torch; print(torch.__version__, torch.version.cuda)"; git rev-parse --short HEAD; } > "$OUT/machine.txt" 2>&1
-# 1. CSDI's PhysioNet network: sampling throughput of CSDI's test protocol (800 stays x 100 samples) at 10 and 50
-#    steps in bf16 and fp32, training steps per second, peak memory
-timeout 270 python benchmarks/throughput.py --device "$DEVICE" --out "$OUT/throughput_gpu.json" > "$OUT/throughput.log" 2>&1
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  python -c "import torch; print(torch.__version__, torch.version.cuda)"; git rev-parse --short HEAD; nproc; } \
+    > "$OUT/machine.txt" 2>&1
+# 1. CSDI's PhysioNet network (random weights): sampling throughput of CSDI's test protocol (800 stays x 100
+#    samples) at 10 steps in bf16 and fp32, training steps per second, peak memory
+timeout "$THROUGHPUT_S" python benchmarks/throughput.py --device "$DEVICE" --quick \
+    --out "$OUT/throughput_gpu.json" > "$OUT/throughput.log" 2>&1
 echo "throughput: exit $?" >> "$OUT/machine.txt"
-# 2. the paper profile (CSDI's architecture, every training stay, 100-sample protocol reduced to 200 test stays and
-#    20 samples) with a training budget, beside the first guess and interpolation
-timeout 270 python -m tsimpute bench physionet --profile paper --device "$DEVICE" --max-time "$TRAIN_SECONDS" \
-    --n-test 200 --n-samples 20 --steps 50,10,5 --methods diffusion-all,diffusion-uniform,first-guess,interpolate \
-    --quiet --out "$OUT/paper" > "$OUT/bench.log" 2>&1
-echo "bench: exit $?" >> "$OUT/machine.txt"
+# 2. three fits side by side (they share the GPU, so each is slower than alone): the default Imputer; CSDI's
+#    architecture (64 channels, 4 layers, 8 heads) with the fitted first guess; the same with the learned first
+#    guess and random targets (the best recipe of the CPU runs, benchmarks/results/learned_guess.md)
+curve() {  # name, extra arguments
+    local name=$1; shift
+    timeout "$CURVES_S" python benchmarks/learning_curve.py physionet --minutes "$MINUTES" --marks "$MARKS" \
+        --n-test "$N_TEST" --threads 4 --set device="$DEVICE" "$@" --out "$OUT/curve_$name.json" \
+        > "$OUT/curve_$name.log" 2>&1
+    echo "curve $name: exit $?" >> "$OUT/machine.txt"
+}
+CSDI_SIZE=(--set channels=64 --set n_layers=4 --set n_heads=8)
+curve default &
+curve csdi_size "${CSDI_SIZE[@]}" --no-published --baselines "" &
+curve csdi_size_learned "${CSDI_SIZE[@]}" --set first_guess=learned --set target_strategy=random --no-published \
+    --baselines "" &
+wait
+# everything in one archive as well (for machines that hand back a few files only)
+tar -czf "$OUT.tar.gz" -C "$(dirname "$OUT")" "$(basename "$OUT")" && mv "$OUT.tar.gz" "$OUT/all.tar.gz"
