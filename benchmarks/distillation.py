@@ -6,7 +6,9 @@ stays of PhysioNet 2012 set-a, within ``--max-time`` seconds in all (shared equa
 student is scored on the first ``--n-test`` fold-0 test stays (10% of the observed values held out, CSDI's
 targets and normalisation): MAE, CRPS, coverage and width of the 50% and 90% central bands, beside uniform
 DDPM and DDIM on the undistilled network at the same numbers of calls, DDIM on the undistilled network over
-each student's own steps (``ddim-student-steps``), the teacher, and the 50-step chain. Every row samples the
+each student's own steps (``ddim-student-steps``), the teacher, and the 50-step chain; with ``--n-calib``, the
+teacher and every student again with their spread calibrated (``Imputer.calibrate``) on that many further
+training stays that no student was distilled on. Every row samples the
 same seed (DDIM's rows start from the same noise). ``--lr`` was not tuned: in a 12-step check of one round
 on CSDI's network, Adam at 3e-5 and 1e-4 (with warm-up) lowered the loss and 3e-4 without warm-up raised it
 thirtyfold.
@@ -45,9 +47,22 @@ def _score(name: str, imp: Imputer, task, n_samples: int, **extra) -> dict:
 
 
 def run(args) -> dict:
-    profile = get_profile("converged").for_dataset("physionet").replace(n_train=args.n_train, n_test=args.n_test)
+    profile = get_profile("converged").for_dataset("physionet").replace(n_train=args.n_train + args.n_calib,
+                                                                         n_test=args.n_test)
     task = build_task("physionet", profile, data_dir=args.data_dir, statistics="csdi")
     k = task.target.shape[-1]
+    stays = task.train_frame.index.get_level_values(0).unique()
+    train = task.train_frame.loc[stays[:args.n_train]]
+    held_out = task.train_frame.loc[stays[args.n_train:]]  # training stays the students never saw
+
+    def calibrated(name: str, imp: Imputer, **extra) -> list[dict]:
+        """``imp``'s row with ``--n-calib`` held-out stays calibrating its spread (none: no row)."""
+        if not args.n_calib:
+            return []
+        t0 = time.perf_counter()
+        imp = imp.calibrate(held_out, n_samples=args.n_samples)
+        return [_score(f"{name}, conformal", imp, task, args.n_samples,
+                       calibration_seconds=time.perf_counter() - t0, **extra)]
 
     def csdi(**params) -> Imputer:  # the task's frames are already in CSDI's units
         return Imputer.from_csdi(mean=np.zeros(k), scale=np.ones(k), random_state=args.seed, verbose=args.verbose,
@@ -59,18 +74,22 @@ def run(args) -> dict:
             rows.append(_score(f"{sampler}-uniform", csdi(step_selection="uniform", target_steps=calls,
                                                           sampler=sampler), task, args.n_samples))
     teacher = csdi(step_selection="uniform", target_steps=args.teacher_steps, sampler="ddim")
+    rows += calibrated("teacher (ddim-uniform)", teacher)
+    teacher.calibration_ = None
     student, spent = teacher, 0.0
     rounds = len(set(args.calls))
     for i, calls in enumerate(sorted(set(args.calls), reverse=True)):
         budget = None if args.max_time is None else (args.max_time - spent) / (rounds - i)
         t0 = time.perf_counter()
-        student = student.distill(task.train_frame, calls=calls, max_time=budget,
+        student = student.distill(train, calls=calls, max_time=budget,
                                   max_steps_per_round=args.max_steps_per_round, lr=args.lr)
         seconds = time.perf_counter() - t0
         spent += seconds
         record = [r.to_dict() for r in student.distillation_.rounds]
         rows.append(_score("distilled", student, task, args.n_samples, distill_seconds=seconds,
                            distill_seconds_total=spent, rounds=record))
+        rows += calibrated("distilled", student)
+        student.calibration_ = None  # the next round distils the student's own sampler
         # the undistilled network over the student's own steps (respaced: the same noise levels)
         same = csdi(step_selection="uniform", sampler="ddim")
         same.set_params(step_selection="learned")._set_step_mask(student.inference_steps().numpy())
@@ -82,6 +101,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-test", type=int, default=64, help="fold-0 test stays scored")
     parser.add_argument("--n-train", type=int, default=320, help="fold-0 training stays distilled on")
+    parser.add_argument("--n-calib", type=int, default=0,
+                        help="further fold-0 training stays (not distilled on) that calibrate the spread of the "
+                             "teacher and of every student (Imputer.calibrate): extra rows")
     parser.add_argument("--teacher-steps", type=int, default=8, help="uniform DDIM steps of the teacher")
     parser.add_argument("--calls", type=lambda s: [int(v) for v in s.split(",") if v], default=[4, 2, 1],
                         help="the students' calls, each distilled from the previous (descending)")

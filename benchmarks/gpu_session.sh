@@ -22,7 +22,7 @@ mkdir -p "$OUT"
     > "$OUT/machine.txt" 2>&1
 # 1. CSDI's PhysioNet network (random weights): sampling throughput of CSDI's test protocol (800 stays x 100
 #    samples) at 10 steps in bf16 and fp32, training steps per second, peak memory
-timeout "$THROUGHPUT_S" python benchmarks/throughput.py --device "$DEVICE" --quick \
+timeout --kill-after=10 "$THROUGHPUT_S" python benchmarks/throughput.py --device "$DEVICE" --quick \
     --out "$OUT/throughput_gpu.json" > "$OUT/throughput.log" 2>&1
 echo "throughput: exit $?" >> "$OUT/machine.txt"
 # 2. three fits side by side (they share the GPU, so each is slower than alone): the default Imputer; CSDI's
@@ -30,7 +30,7 @@ echo "throughput: exit $?" >> "$OUT/machine.txt"
 #    guess and random targets (the best recipe of the CPU runs, benchmarks/results/learned_guess.md)
 curve() {  # name, extra arguments
     local name=$1; shift
-    timeout "$CURVES_S" python benchmarks/learning_curve.py physionet --minutes "$MINUTES" --marks "$MARKS" \
+    timeout --kill-after=10 "$CURVES_S" python benchmarks/learning_curve.py physionet --minutes "$MINUTES" --marks "$MARKS" \
         --n-test "$N_TEST" --threads 4 --set device="$DEVICE" "$@" --out "$OUT/curve_$name.json" \
         > "$OUT/curve_$name.log" 2>&1
     echo "curve $name: exit $?" >> "$OUT/machine.txt"
