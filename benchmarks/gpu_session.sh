@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU, one call of about 8 minutes: the GPU paths (training step, batched imputation, bf16 against fp32),
+# One GPU, one call of about 7 minutes: the GPU paths (training step, batched imputation, bf16 against fp32),
 # then three PhysioNet-10% learning curves trained side by side on the same GPU, scored on the same 200 fold-0
 # test stays beside CSDI's published network, the fitted first guess and interpolation. Results go to $OUT
 # (default gpu-results).
@@ -11,10 +11,10 @@
 set -uo pipefail
 OUT=${OUT:-gpu-results}
 DEVICE=${DEVICE:-cuda}
-MINUTES=${MINUTES:-4.5}          # training budget of each learning curve
+MINUTES=${MINUTES:-3.5}          # training budget of each learning curve
 MARKS=${MARKS:-0.5,1,2,3}        # minutes at which each curve records its kept network
-THROUGHPUT_S=${THROUGHPUT_S:-120}
-CURVES_S=${CURVES_S:-330}
+THROUGHPUT_S=${THROUGHPUT_S:-100}
+CURVES_S=${CURVES_S:-300}
 N_TEST=${N_TEST:-200}
 mkdir -p "$OUT"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
