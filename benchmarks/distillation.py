@@ -55,14 +55,18 @@ def run(args) -> dict:
     train = task.train_frame.loc[stays[:args.n_train]]
     held_out = task.train_frame.loc[stays[args.n_train:]]  # training stays the students never saw
 
-    def calibrated(name: str, imp: Imputer, **extra) -> list[dict]:
-        """``imp``'s row with ``--n-calib`` held-out stays calibrating its spread (none: no row)."""
+    def calibrated(name: str, imp: Imputer) -> list[dict]:
+        """``imp``'s row with its spread calibrated on the ``--n-calib`` held-out stays (none: no row); ``imp``
+        is left uncalibrated, as the next rows and rounds use it."""
         if not args.n_calib:
             return []
         t0 = time.perf_counter()
-        imp = imp.calibrate(held_out, n_samples=args.n_samples)
-        return [_score(f"{name}, conformal", imp, task, args.n_samples,
-                       calibration_seconds=time.perf_counter() - t0, **extra)]
+        imp.calibrate(held_out, n_samples=args.n_samples)
+        seconds = time.perf_counter() - t0
+        try:
+            return [_score(f"{name}, conformal", imp, task, args.n_samples, calibration_seconds=seconds)]
+        finally:
+            imp.calibration_ = None
 
     def csdi(**params) -> Imputer:  # the task's frames are already in CSDI's units
         return Imputer.from_csdi(mean=np.zeros(k), scale=np.ones(k), random_state=args.seed, verbose=args.verbose,
@@ -75,7 +79,6 @@ def run(args) -> dict:
                                                           sampler=sampler), task, args.n_samples))
     teacher = csdi(step_selection="uniform", target_steps=args.teacher_steps, sampler="ddim")
     rows += calibrated("teacher (ddim-uniform)", teacher)
-    teacher.calibration_ = None
     student, spent = teacher, 0.0
     rounds = len(set(args.calls))
     for i, calls in enumerate(sorted(set(args.calls), reverse=True)):
@@ -89,7 +92,6 @@ def run(args) -> dict:
         rows.append(_score("distilled", student, task, args.n_samples, distill_seconds=seconds,
                            distill_seconds_total=spent, rounds=record))
         rows += calibrated("distilled", student)
-        student.calibration_ = None  # the next round distils the student's own sampler
         # the undistilled network over the student's own steps (respaced: the same noise levels)
         same = csdi(step_selection="uniform", sampler="ddim")
         same.set_params(step_selection="learned")._set_step_mask(student.inference_steps().numpy())

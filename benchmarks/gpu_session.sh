@@ -30,8 +30,8 @@ echo "throughput: exit $?" >> "$OUT/machine.txt"
 #    guess and random targets (the best recipe of the CPU runs, benchmarks/results/learned_guess.md)
 curve() {  # name, extra arguments
     local name=$1; shift
-    timeout --kill-after=10 "$CURVES_S" python benchmarks/learning_curve.py physionet --minutes "$MINUTES" --marks "$MARKS" \
-        --n-test "$N_TEST" --threads 4 --set device="$DEVICE" "$@" --out "$OUT/curve_$name.json" \
+    timeout --kill-after=10 "$CURVES_S" python benchmarks/learning_curve.py physionet --minutes "$MINUTES" \
+        --marks "$MARKS" --n-test "$N_TEST" --threads 4 --set device="$DEVICE" "$@" --out "$OUT/curve_$name.json" \
         > "$OUT/curve_$name.log" 2>&1
     echo "curve $name: exit $?" >> "$OUT/machine.txt"
 }
