@@ -42,8 +42,19 @@ def _score(name: str, imp: Imputer, task, n_samples: int, **extra) -> dict:
                       levels=(0.5, 0.9))
     row = {"method": name, "calls": info.steps, "steps": imp.inference_steps().tolist(), "sampler": imp.sampler,
            **scores, "sample_seconds": seconds, **extra}
-    print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
+    print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items() if k != "rounds"}, flush=True)
     return row
+
+
+def _loss_curve(losses: list[float], seconds: float, bins: int = 20) -> list[dict]:
+    """A round's training loss over its time: the median loss of each of ``bins`` equal runs of steps, at the
+    time of the run's last step (steps take about the same time)."""
+    n = len(losses)
+    if n == 0:
+        return []
+    edges = np.linspace(0, n, min(bins, n) + 1).round().astype(int)
+    return [{"seconds": seconds * int(b) / n, "steps": int(b), "median_loss": float(np.median(losses[a:b]))}
+            for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
 
 
 def run(args) -> dict:
@@ -89,6 +100,8 @@ def run(args) -> dict:
         seconds = time.perf_counter() - t0
         spent += seconds
         record = [r.to_dict() for r in student.distillation_.rounds]
+        last = student.distillation_.rounds[-1]  # this call's round (earlier rounds come back without losses)
+        record[-1]["loss_curve"] = _loss_curve(last.losses, last.seconds)
         rows.append(_score("distilled", student, task, args.n_samples, distill_seconds=seconds,
                            distill_seconds_total=spent, rounds=record))
         rows += calibrated("distilled", student)
