@@ -54,3 +54,14 @@ def test_committed_ablation_results_make_the_table():
     assert len(runs) >= 10
     assert all(r["args"]["n_test"] == 200 and r["args"]["minutes"] == 15 for r in runs)
     assert "| defaults |" in lc._comparison(runs)
+
+
+def test_distillation_loss_curve_takes_the_median_of_equal_runs_of_steps():
+    dist = _script("distillation")
+    losses = [5.0, 1.0, 100.0, 3.0, 2.0, 2.0, 1.0, 0.5]  # a spike in the first run; steps of 1.5 s each
+    curve = dist._loss_curve(losses, seconds=12.0, bins=2)
+    assert [p["steps"] for p in curve] == [4, 8]
+    assert [p["seconds"] for p in curve] == [6.0, 12.0]
+    assert [p["median_loss"] for p in curve] == [4.0, 1.5]
+    assert len(dist._loss_curve(losses[:3], seconds=1.0, bins=20)) == 3  # never more points than steps
+    assert dist._loss_curve([], seconds=0.0) == []
