@@ -19,6 +19,8 @@ Imputation rows start with a one-step warm-up of the same job (PyPOTS: one windo
 PyPOTS rows are added when ``pypots`` imports (``pip install pypots``; the ``peers`` extra). Run::
 
     python benchmarks/throughput.py --quick --out benchmarks/results/throughput_quick.json
+
+``--calls``: the cost of a few-call (e.g. distilled) sampler per imputed window, against PyPOTS' SAITS.
 """
 
 from __future__ import annotations
@@ -287,6 +289,26 @@ def row_pypots_impute(spec: dict) -> dict:
             "gflops": flops_per_window_sample_step(side=True) * ws * spec["steps"] / sec / 1e9}
 
 
+def row_saits_impute(spec: dict) -> dict:
+    """PyPOTS' SAITS at the size the benchmarks train (2 layers, d_model 256, 4 heads, d_ffn 128): one
+    deterministic imputation per window. Weights are random (the cost does not depend on them)."""
+    import torch
+
+    from tsimpute.benchmark.saits import require_saits
+
+    saits_class = require_saits()
+    torch.manual_seed(0)
+    model = saits_class(n_steps=L, n_features=K, n_layers=2, d_model=256, n_heads=4, d_k=64, d_v=64, d_ffn=128,
+                        dropout=0.1, attn_dropout=0.1, batch_size=spec["batch_size"], epochs=1, device="cpu",
+                        saving_path=None, model_saving_strategy=None, verbose=False)
+    model.predict(_pypots_data(1))  # warm-up, as for tsimpute's rows
+    data = _pypots_data(spec["windows"])
+    t0 = time.perf_counter()
+    model.predict(data)
+    sec = time.perf_counter() - t0
+    return {"seconds": sec, "window_samples_per_s": spec["windows"] / sec, "ms_per_window": sec * 1e3 / spec["windows"]}
+
+
 def row_pypots_train(spec: dict) -> dict:
     import torch
 
@@ -303,7 +325,7 @@ def row_pypots_train(spec: dict) -> dict:
 
 
 ROWS = {"gemm": row_gemm, "forward": row_forward, "impute": row_impute, "train": row_train,
-        "pypots_impute": row_pypots_impute, "pypots_train": row_pypots_train}
+        "pypots_impute": row_pypots_impute, "pypots_train": row_pypots_train, "saits_impute": row_saits_impute}
 
 
 def run_row(spec: dict, threads: int | None) -> dict:
@@ -339,6 +361,21 @@ def plan_gpu(device: str, quick: bool = False) -> list[dict]:
                          "n_samples": 100, "windows": 800, "batch_size": None, "device": device})
         rows.append({"kind": "train", "impl": "tsimpute", "phase": "train", "precision": prec, "steps": 50,
                      "n_samples": 1, "windows": 2048, "batch_size": 64, "device": device})
+    return rows
+
+
+def plan_calls(peers: bool, windows: int = 64) -> list[dict]:
+    """Few-call samplers (a distilled student costs what the same number of steps of its network costs) on
+    ``windows`` PhysioNet-shaped windows, one sample and 20 samples each, beside SAITS' deterministic imputation."""
+    rows: list[dict] = []
+    for steps in (1, 2, 3, 4):
+        for prec in ("fp32", "bf16"):
+            for n_samples in (1, 20):
+                rows.append({"kind": "impute", "impl": "tsimpute", "phase": "impute", "precision": prec,
+                             "steps": steps, "n_samples": n_samples, "windows": windows, "batch_size": None})
+    if peers:
+        rows.append({"kind": "saits_impute", "impl": "pypots-saits", "phase": "impute", "precision": "fp32",
+                     "steps": 1, "n_samples": 1, "windows": windows, "batch_size": 32})
     return rows
 
 
@@ -387,7 +424,8 @@ def plan(quick: bool, peers: bool, compile_rows: bool) -> list[dict]:
     return rows
 
 
-_MEASURED = ("seconds", "first_call_s", "window_samples_per_s", "ms_per_ws_step", "gflops", "gflops_fastest",
+_MEASURED = ("seconds", "first_call_s", "window_samples_per_s", "ms_per_ws_step", "ms_per_window", "gflops",
+             "gflops_fastest",
              "steps_per_s", "peak_mem_mb", "gpu_peak_mem_mb", "load1", "nfe", "train_steps",
              "bf16_gemm_gflops_here", "fraction_of_bf16_gemm_here")
 
@@ -459,6 +497,13 @@ def summarise(rows: list[dict]) -> dict:
         ours, peer = best(impl="tsimpute", phase="train", precision=prec), best(impl="pypots", phase="train")
         if ours and peer:
             out[f"train_{prec}_vs_pypots"] = ours["steps_per_s"] / peer["steps_per_s"]
+    saits = best(impl="pypots-saits", phase="impute")
+    if saits:  # per imputed window: one SAITS imputation against one sample of ``steps`` network calls
+        for steps in (1, 2, 3, 4):
+            ours = best(impl="tsimpute", phase="impute", steps=steps, n_samples=1)
+            if ours:
+                rate = ours["window_samples_per_s"] / saits["window_samples_per_s"]
+                out[f"impute_{steps}call_1sample_vs_saits"] = rate
     return out
 
 
@@ -478,7 +523,8 @@ def variant(r: dict) -> str:
 
 
 def to_markdown(report: dict) -> str:
-    lines = [f"# Throughput ({'quick' if report['quick'] else 'full'})", "",
+    kind = "few calls" if report.get("calls") else "quick" if report["quick"] else "full"
+    lines = [f"# Throughput ({kind})", "",
              f"- command: `{report['command']}`", f"- commit: {report['commit']}",
              f"- machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
              f"torch {report['machine']['torch']} ({report['machine']['threads']} threads)",
@@ -520,6 +566,8 @@ def main(argv=None) -> None:
     ap.add_argument("--no-peers", action="store_true", help="skip PyPOTS even when it is installed")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]: on a GPU, CSDI's PhysioNet "
                     "test protocol (800 stays x 100 samples) at 10 and 50 steps, and training")
+    ap.add_argument("--calls", action="store_true", help="only few-call imputation (1-4 network calls, 1 and 20 "
+                    "samples, 64 windows) beside PyPOTS' SAITS (peers extra)")
     ap.add_argument("--repeat", type=int, default=1, help="run every configuration this many times (medians)")
     ap.add_argument("--row", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -533,9 +581,13 @@ def main(argv=None) -> None:
     peers = find_spec("pypots") is not None and not args.no_peers
     t0 = time.perf_counter()
     report = {"command": " ".join(["python", *sys.argv]), "commit": commit(), "machine": machine(),
-              "quick": args.quick, "peers": peers, "load_start": [round(x, 2) for x in os.getloadavg()]}
+              "quick": args.quick, "calls": args.calls, "peers": peers,
+              "load_start": [round(x, 2) for x in os.getloadavg()]}
     rows = []
-    specs = plan(args.quick, peers, args.compile) if args.device == "cpu" else plan_gpu(args.device, args.quick)
+    if args.device != "cpu":
+        specs = plan_gpu(args.device, args.quick)
+    else:
+        specs = plan_calls(peers) if args.calls else plan(args.quick, peers, args.compile)
     specs = [{**spec, "rep": i} for i in range(args.repeat) for spec in specs]  # interleaved repetitions
     report["repeat"] = args.repeat
     for spec in specs:

@@ -65,3 +65,20 @@ def test_distillation_loss_curve_takes_the_median_of_equal_runs_of_steps():
     assert [p["median_loss"] for p in curve] == [4.0, 1.5]
     assert len(dist._loss_curve(losses[:3], seconds=1.0, bins=20)) == 3  # never more points than steps
     assert dist._loss_curve([], seconds=0.0) == []
+
+
+def test_throughput_compares_one_sample_of_few_calls_with_a_saits_imputation_per_window():
+    tp = _script("throughput")
+    plan = tp.plan_calls(peers=True, windows=64)
+    assert {r["steps"] for r in plan if r["impl"] == "tsimpute"} == {1, 2, 3, 4}
+    assert sum(r["impl"] == "pypots-saits" for r in plan) == 1
+    assert not any(r["impl"] == "pypots-saits" for r in tp.plan_calls(peers=False))
+    rows = [{"impl": "tsimpute", "phase": "impute", "precision": "bf16", "steps": 1, "n_samples": 1, "windows": 64,
+             "window_samples_per_s": 50.0},
+            {"impl": "tsimpute", "phase": "impute", "precision": "bf16", "steps": 1, "n_samples": 20, "windows": 64,
+             "window_samples_per_s": 400.0},
+            {"impl": "pypots-saits", "phase": "impute", "precision": "fp32", "steps": 1, "n_samples": 1,
+             "windows": 64, "window_samples_per_s": 200.0}]
+    summary = tp.summarise(rows)
+    assert summary["impute_1call_1sample_vs_saits"] == 0.25
+    assert "impute_2call_1sample_vs_saits" not in summary
