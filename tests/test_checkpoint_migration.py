@@ -1,5 +1,6 @@
 """Files written by the previous release (Imputer format 2, ImageImputer format 1) load into the current
-layout and sample exactly what the previous release sampled from them; files round-trip in the current format."""
+layout and sample what the previous release sampled from them (to float32 rounding: the expected outputs were
+written on another CPU, whose vector units may round differently); files round-trip in the current format."""
 
 from pathlib import Path
 
@@ -14,6 +15,11 @@ from tsimpute.threads import torch_threads
 
 DATA = Path(__file__).parent / "data" / "checkpoints"
 EXPECTED = np.load(DATA / "expected_outputs.npz")
+
+
+def assert_same_sampling(actual, expected) -> None:
+    """Equal up to float32 rounding of the network's arithmetic (observed values are checked exactly apart)."""
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_format2_imputer_file_is_migrated_and_samples_as_before(tmp_path):
@@ -32,8 +38,10 @@ def test_format2_imputer_file_is_migrated_and_samples_as_before(tmp_path):
     with torch_threads(1):
         out = imp.transform(X)
         quantiles = imp.predict_quantiles(X, quantiles=(0.1, 0.9), n_samples=4)
-    np.testing.assert_array_equal(out.to_numpy(), EXPECTED["imputer_transform"])
-    np.testing.assert_array_equal(quantiles.to_numpy(), EXPECTED["imputer_quantiles"])
+    assert_same_sampling(out.to_numpy(), EXPECTED["imputer_transform"])
+    assert_same_sampling(quantiles.to_numpy(), EXPECTED["imputer_quantiles"])
+    observed = X.notna().to_numpy()
+    np.testing.assert_array_equal(out.to_numpy()[observed], X.to_numpy()[observed])
 
     imp.save(tmp_path / "now.pt")
     assert torch.load(tmp_path / "now.pt", weights_only=True)["format_version"] == Imputer._checkpoint_version
@@ -49,8 +57,8 @@ def test_format1_image_file_is_migrated_and_samples_as_before():
     imp = ImageImputer.load(DATA / "image_format1.pt")
     assert imp.image_shape_ == (1, 8, 8) and imp.widths == (16,)
     with torch_threads(1):
-        np.testing.assert_array_equal(imp.transform(EXPECTED["image_input"]), EXPECTED["image_transform"])
-        np.testing.assert_array_equal(imp.sample(4), EXPECTED["image_sample"])
+        assert_same_sampling(imp.transform(EXPECTED["image_input"]), EXPECTED["image_transform"])
+        assert_same_sampling(imp.sample(4), EXPECTED["image_sample"])
 
 
 def test_a_file_missing_what_its_version_needs_is_refused(tmp_path):
