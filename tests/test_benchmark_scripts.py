@@ -71,6 +71,7 @@ def test_throughput_compares_one_sample_of_few_calls_with_a_saits_imputation_per
     tp = _script("throughput")
     plan = tp.plan_calls(peers=True, windows=64)
     assert {r["steps"] for r in plan if r["impl"] == "tsimpute"} == {1, 2, 3, 4}
+    assert all(r["n_samples"] == 1 and r["windows"] == 64 for r in plan)
     assert sum(r["impl"] == "pypots-saits" for r in plan) == 1
     assert not any(r["impl"] == "pypots-saits" for r in tp.plan_calls(peers=False))
     rows = [{"impl": "tsimpute", "phase": "impute", "precision": "bf16", "steps": 1, "n_samples": 1, "windows": 64,
