@@ -425,8 +425,7 @@ def plan(quick: bool, peers: bool, compile_rows: bool) -> list[dict]:
 
 
 _MEASURED = ("seconds", "first_call_s", "window_samples_per_s", "ms_per_ws_step", "ms_per_window", "gflops",
-             "gflops_fastest",
-             "steps_per_s", "peak_mem_mb", "gpu_peak_mem_mb", "load1", "nfe", "train_steps",
+             "gflops_fastest", "steps_per_s", "peak_mem_mb", "gpu_peak_mem_mb", "load1", "nfe", "train_steps",
              "bf16_gemm_gflops_here", "fraction_of_bf16_gemm_here")
 
 
