@@ -165,13 +165,24 @@ class Saits:
                    epochs=profile.saits_epochs, patience=profile.saits_patience, batch_size=profile.saits_batch_size,
                    lr=profile.saits_lr, seed=seed, device=device)
 
-    def fit(self, frame: pd.DataFrame) -> Saits:
-        """Train on the series of ``frame`` (wide or panel, NaN = missing), in the units it will predict."""
+    def network(self, n_features: int, patience: int | None = None):
+        """PyPOTS' untrained SAITS model with these settings for windows of ``n_features`` features."""
         from ..estimator import resolve_device
 
         saits_class = require_saits()  # before any other PyPOTS import (it keeps the banner off the output)
         from pypots.optim import Adam
 
+        d_k = self.d_model // self.n_heads
+        return saits_class(
+            n_steps=self.window, n_features=n_features, n_layers=self.n_layers, d_model=self.d_model,
+            n_heads=self.n_heads, d_k=d_k, d_v=d_k, d_ffn=self.d_ffn, dropout=self.dropout,
+            attn_dropout=self.dropout, batch_size=self.batch_size, epochs=self.epochs, patience=patience,
+            optimizer=Adam(lr=self.lr), device=str(resolve_device(self.device)), saving_path=None,
+            model_saving_strategy=None, verbose=False,
+        )
+
+    def fit(self, frame: pd.DataFrame) -> Saits:
+        """Train on the series of ``frame`` (wide or panel, NaN = missing), in the units it will predict."""
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads})")
         train, valid = training_windows(frame, self.window, validation_fraction=self.validation_fraction,
@@ -188,16 +199,8 @@ class Saits:
             if hidden.any():
                 val_set = {"X": np.where(hidden, np.nan, valid), "X_ori": valid}
         patience = None if val_set is None or self.patience is None else min(self.patience, self.epochs)
-        d_k = self.d_model // self.n_heads
-        k = train.shape[-1]
         with _quiet_and_seeded(self.seed):
-            self.model_ = saits_class(
-                n_steps=self.window, n_features=k, n_layers=self.n_layers, d_model=self.d_model,
-                n_heads=self.n_heads, d_k=d_k, d_v=d_k, d_ffn=self.d_ffn, dropout=self.dropout,
-                attn_dropout=self.dropout, batch_size=self.batch_size, epochs=self.epochs, patience=patience,
-                optimizer=Adam(lr=self.lr), device=str(resolve_device(self.device)), saving_path=None,
-                model_saving_strategy=None, verbose=False,
-            )
+            self.model_ = self.network(train.shape[-1], patience=patience)
             self.model_.fit({"X": train}, val_set=val_set)
         self.n_train_windows_, self.n_valid_windows_ = len(train), 0 if val_set is None else len(valid)
         self.best_epoch_ = int(getattr(self.model_, "best_epoch", self.epochs))
