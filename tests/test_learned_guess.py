@@ -120,6 +120,11 @@ def test_the_guess_spends_its_share_of_max_time_and_the_diffusion_the_rest(sinus
     spent = imp.guess_history_.seconds
     assert 0 < spent <= 4.0 + 1.0  # at most half of max_time (and one batch past it)
     assert imp._train_config(100).max_time == pytest.approx(8.0 - spent)
+    # with a time budget the guess's steps follow its share of the time; without one, a fixed cap
+    timed = imp._guess_config()
+    assert timed.max_steps is None and timed.max_time == 4.0 and timed.max_epochs == 100
+    untimed = Imputer(first_guess="learned", epochs=7)._guess_config()
+    assert untimed.max_steps == 3000 and untimed.max_time is None and untimed.max_epochs == 7
 
 
 def test_the_network_can_be_shown_the_first_guess_of_the_residual_parameterization(sinusoids):
