@@ -82,13 +82,14 @@ def run(args) -> dict:
         if name == "saits":
             from tsimpute.benchmark.saits import Saits
 
-            model = Saits.from_profile(get_profile("converged"), task.window, seed=args.seed).fit(task.train_frame)
+            model = Saits.from_profile(get_profile("converged"), task.window, seed=args.seed,
+                                       historical_gaps=task.target_strategy in ("hist", "mix")).fit(task.train_frame)
         else:
             model = make_baseline(name, max_rows=20_000).fit(task.train_rows)
         point = model.predict(task.test_given)
         rows.append(_score(name, point[None], task, seconds=time.perf_counter() - t0))
-    if args.load:
-        return {"task": task.info, "rows": rows + [_score_loaded(path, task, args) for path in args.load]}
+    if args.load or args.no_fit:
+        return {"task": task.info, "rows": rows + [_score_loaded(path, task, args) for path in args.load or []]}
     params = {"window": task.window, "max_time": 60.0 * args.minutes, "max_steps": None, "epochs": None,
               "patience": None, "n_samples": args.n_samples, "random_state": args.seed, "verbose": args.verbose,
               **dict(args.set)}
@@ -259,6 +260,7 @@ def main() -> None:
     parser.add_argument("--load", type=Path, nargs="+", default=None, metavar="FILE",
                         help="no training: score imputers written by --save (with --n-samples and --set) "
                              "beside the baselines")
+    parser.add_argument("--no-fit", action="store_true", help="score the baselines only (no Imputer is fitted)")
     parser.add_argument("--save", type=Path, default=None, help="write the fitted Imputer there (Imputer.save)")
     parser.add_argument("--warm-start", action="store_true",
                         help="start from CSDI's published PhysioNet network (Imputer.from_csdi, warm_start=True)")
@@ -279,7 +281,7 @@ def main() -> None:
     if args.warm_start and args.dataset != "physionet":
         parser.error("--warm-start: published weights exist for physionet only")
     result = run_script("benchmarks/learning_curve.py", args, run)
-    if args.out and not args.load:
+    if args.out and not (args.load or args.no_fit):
         _plot(result, args.out.with_suffix(".png"))
         args.out.with_suffix(".md").write_text(_markdown(result))
 

@@ -14,7 +14,14 @@ from typer.testing import CliRunner
 
 from tsimpute import benchmark as B
 from tsimpute.benchmark.baselines import Baseline
-from tsimpute.benchmark.saits import PEERS_HINT, Saits, pypots_missing, require_saits, training_windows
+from tsimpute.benchmark.saits import (
+    PEERS_HINT,
+    Saits,
+    pypots_missing,
+    require_saits,
+    training_windows,
+    with_historical_gaps,
+)
 from tsimpute.cli import app
 from tsimpute.datasets import holdout_mask
 from tsimpute.synthetic import correlated_sinusoids
@@ -89,6 +96,29 @@ def test_small_data_splits_as_the_imputer_does(easy_task):
     assert np.array_equal(fit[-1], rows[175 - WINDOW : 175], equal_nan=True)
 
 
+def test_historical_gaps_add_a_copy_of_each_window_missing_where_another_window_is():
+    rng = np.random.default_rng(0)
+    windows = rng.normal(size=(6, 8, 3))
+    windows[rng.random(windows.shape) < 0.3] = np.nan
+    windows[2, :5] = np.nan  # a long gap for the others to borrow
+    windows[3] = np.nan  # nothing observed: its copy is dropped too (and others may lose everything to it)
+    before = windows.copy()
+    out = with_historical_gaps(windows, np.random.default_rng(1))
+    np.testing.assert_array_equal(windows, before)  # the input is left as it was
+    np.testing.assert_array_equal(out[:6], windows)  # the originals first, unchanged
+    copies = out[6:]
+    assert 1 <= len(copies) <= 5 and not np.isnan(copies).all(axis=(1, 2)).any()
+    gaps = np.isnan(windows)
+    for c in copies:
+        # each copy is one original's values with the gaps of that original and of some other window
+        sources = [i for i in range(6) if np.array_equal(np.where(np.isnan(c), np.nan, windows[i]), c,
+                                                         equal_nan=True) and (np.isnan(c) >= gaps[i]).all()]
+        assert sources
+        assert any(np.array_equal(np.isnan(c), gaps[i] | gaps[j]) for i in sources for j in range(6))
+    assert np.isnan(copies).mean() > np.isnan(windows[[0, 1, 2, 4, 5]]).mean()  # more missing than the originals
+    np.testing.assert_array_equal(with_historical_gaps(windows, np.random.default_rng(1)), out)  # seeded
+
+
 # ----------------------------------------------------------------------------- the model
 @needs_pypots
 def test_saits_fills_gaps_and_beats_the_mean(easy_task):
@@ -104,6 +134,8 @@ def test_saits_fills_gaps_and_beats_the_mean(easy_task):
     mae, mae_mean = np.abs(out - truth)[hidden].mean(), np.abs(mean - truth)[hidden].mean()
     assert mae < 0.6 * mae_mean, (mae, mae_mean)  # about 0.35 against 0.85
     assert model.n_train_windows_ == 90 and model.n_valid_windows_ == 10 and 1 <= model.best_epoch_ <= 20
+    gaps = Saits(window=WINDOW, epochs=1, seed=0, historical_gaps=True, **TINY_SAITS).fit(train)
+    assert gaps.n_train_windows_ == 180  # every window, and a copy of each with another window's gaps
     # seeded: the same seed gives the same imputation
     again = Saits(window=WINDOW, epochs=20, seed=0, **TINY_SAITS).fit(train).predict(given)
     np.testing.assert_array_equal(again, out)

@@ -8,7 +8,8 @@ of 10 or more, else the end of each series long enough), cut every ``window // 2
 values of each validation window are hidden, and training stops after ``patience`` epochs without a lower
 validation MSE on them (PyPOTS keeps the best epoch's weights). Data too small to hold anything out trains
 for all epochs, choosing the epoch by training loss. It gives one point estimate per window, scored as the
-classical imputers are.
+classical imputers are. Where the task hides other windows' gaps in training (PM2.5), ``historical_gaps`` adds
+a copy of each training window with such gaps, so that SAITS's inputs look like the test windows too.
 
 PyPOTS is imported only when a model is built; :func:`pypots_missing` says, without raising, why it cannot be.
 Nothing is written to the working directory (no checkpoints, no tensorboard files); PyPOTS keeps its
@@ -32,7 +33,7 @@ from ..data import Series, extract_windows, split_series, split_validation, wind
 from ..datasets import holdout_mask
 from .profiles import BenchProfile
 
-__all__ = ["PEERS_HINT", "Saits", "pypots_missing", "require_saits", "training_windows"]
+__all__ = ["PEERS_HINT", "Saits", "pypots_missing", "require_saits", "training_windows", "with_historical_gaps"]
 
 PEERS_HINT = 'pip install "tsimpute[peers]"'
 
@@ -83,6 +84,14 @@ def training_windows(frame: pd.DataFrame, window: int, *, validation_fraction: f
     panel = isinstance(frame.index, pd.MultiIndex)
     train, valid = split_validation(series, validation_fraction, window, np.random.default_rng(seed), panel)
     return _windows(train, window, max(1, window // 4)), _windows(valid, window, max(1, window // 2))
+
+
+def with_historical_gaps(windows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``windows (N, L, K)`` followed by a copy of each that is also missing where another window, drawn at
+    random, is missing (copies left with no observed value are dropped)."""
+    other = np.isnan(windows[rng.integers(len(windows), size=len(windows))])
+    copies = np.where(other, np.nan, windows)
+    return np.concatenate([windows, copies[~np.isnan(copies).all(axis=(1, 2))]])
 
 
 @contextlib.contextmanager
@@ -140,6 +149,11 @@ class Saits:
         Share of the series held out for early stopping.
     hidden_fraction : float
         Share of each validation window's observed values hidden for the validation score.
+    historical_gaps : bool
+        Also train on a copy of each training window that loses its values where another training window
+        (drawn at random) has gaps, as the diffusion model's ``"hist"``/``"mix"`` targets do: PyPOTS hides
+        values at random only, so without it SAITS never sees the long gaps of data such as PM2.5's test
+        windows in its inputs. The benchmarks set it where the task's ``target_strategy`` draws such targets.
     """
 
     window: int
@@ -156,14 +170,16 @@ class Saits:
     device: str = "cpu"
     validation_fraction: float = 0.125
     hidden_fraction: float = 0.1
+    historical_gaps: bool = False
 
     @classmethod
-    def from_profile(cls, profile: BenchProfile, window: int, *, seed: int = 0, device: str = "cpu") -> Saits:
+    def from_profile(cls, profile: BenchProfile, window: int, *, seed: int = 0, device: str = "cpu",
+                     historical_gaps: bool = False) -> Saits:
         """The SAITS settings (``saits_*``) of a :class:`~tsimpute.benchmark.BenchProfile`."""
         return cls(window=window, n_layers=profile.saits_n_layers, d_model=profile.saits_d_model,
                    n_heads=profile.saits_n_heads, d_ffn=profile.saits_d_ffn, dropout=profile.saits_dropout,
                    epochs=profile.saits_epochs, patience=profile.saits_patience, batch_size=profile.saits_batch_size,
-                   lr=profile.saits_lr, seed=seed, device=device)
+                   lr=profile.saits_lr, seed=seed, device=device, historical_gaps=historical_gaps)
 
     def network(self, n_features: int, patience: int | None = None):
         """PyPOTS' untrained SAITS model with these settings for windows of ``n_features`` features."""
@@ -189,6 +205,8 @@ class Saits:
                                         seed=self.seed)
         if len(train) == 0:
             raise ValueError("the training series hold no observed value")
+        if self.historical_gaps:
+            train = with_historical_gaps(train, np.random.default_rng(self.seed))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(frame.to_numpy(dtype=np.float64), axis=0)
