@@ -12,6 +12,7 @@ imputes the first ``--n-test`` fold-0 test stays (10 samples, 10 uniform steps),
 
     python benchmarks/training_collapse.py --minutes 25 --guess-seconds 300 --threads 1 --out probe.json
     python benchmarks/training_collapse.py --minutes 25 --guess-seconds 300 --clip 0.5 --threads 1 --out clip.json
+    python benchmarks/training_collapse.py --tails-only --threads 1 --out tails.json   # the targets' distances
 
 The probe patches the library from outside (a forward hook, an optimizer hook, the activation), for
 diagnosis only: none of it is an option of the ``Imputer``.
@@ -64,9 +65,35 @@ def huber_eps_loss(eps_pred: torch.Tensor, eps: torch.Tensor, target_mask: torch
     return per_entry.sum() / target_mask.sum().clamp(min=1)
 
 
+def residual_tails(task, seed: int) -> dict:
+    """How far the training targets lie from the fitted first guess, in units of the residual scale: the
+    distance the residual parameterization asks the network to predict (20% of each training stay's observed
+    values hidden at random, the classical fitted guess)."""
+    from tsimpute.data import window_set
+    from tsimpute.diffusion.targets import conditional_mask
+
+    imp = Imputer(window=task.window, max_steps=1, target_strategy="random", random_state=seed,
+                  verbose=False).fit(task.train_frame)
+    param = imp.denoiser_.parameterization
+    data = window_set(imp._scaled_series(task.train_frame), imp.window_, imp.window_, device="cpu")
+    cond = conditional_mask(data.observed, "random", generator=torch.Generator().manual_seed(seed), ratio=0.2)
+    scale = param.scale(cond)
+    scale = param.sigma_data if scale is None else scale
+    distance = ((data.values - param.base(data.values, cond)) / scale)[(data.observed - cond) > 0].abs().numpy()
+    values = data.values[data.observed > 0].abs().numpy()
+    return {"targets": int(distance.size),
+            **{f"distance_q{q}": float(np.quantile(distance, q)) for q in (0.5, 0.99, 0.999)},
+            "distance_max": float(distance.max()), "share_beyond_10": float((distance > 10).mean()),
+            "largest_abs_value_in_z_units": float(values.max())}
+
+
 def run(args) -> dict:
     task = _learning_curve()._task(argparse.Namespace(dataset="physionet", n_test=args.n_test,
                                                       data_dir=args.data_dir))
+    if args.tails_only:
+        tails = residual_tails(task, args.seed)
+        print(tails, flush=True)
+        return {"residual_tails": tails}
     if args.activation == "silu":
         csdi.F = _SiLU()
     positive = {"input": [], "output": []}
@@ -129,6 +156,8 @@ def main() -> None:
                         help="the diffusion's training loss on the noise: squared error, or Huber's beyond --delta")
     parser.add_argument("--delta", type=float, default=3.0)
     parser.add_argument("--n-test", type=int, default=200)
+    parser.add_argument("--tails-only", action="store_true",
+                        help="no probe: how far the training targets lie from the fitted first guess")
     add_run_arguments(parser)
     run_script("benchmarks/training_collapse.py", parser.parse_args(), run)
 
