@@ -83,7 +83,7 @@ def run(args) -> dict:
             from tsimpute.benchmark.saits import Saits
 
             model = Saits.from_profile(get_profile("converged"), task.window, seed=args.seed,
-                                       historical_gaps=task.target_strategy in ("hist", "mix")).fit(task.train_frame)
+                                       target_strategy=task.target_strategy).fit(task.train_frame)
         else:
             model = make_baseline(name, max_rows=20_000).fit(task.train_rows)
         point = model.predict(task.test_given)

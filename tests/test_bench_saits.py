@@ -119,6 +119,15 @@ def test_historical_gaps_add_a_copy_of_each_window_missing_where_another_window_
     np.testing.assert_array_equal(with_historical_gaps(windows, np.random.default_rng(1)), out)  # seeded
 
 
+def test_the_profile_trains_saits_with_other_windows_gaps_where_the_task_draws_them():
+    from tsimpute.benchmark.profiles import get_profile
+
+    profile = get_profile("quick")
+    assert [Saits.from_profile(profile, WINDOW, target_strategy=s).historical_gaps
+            for s in ("random", "hist", "mix")] == [False, True, True]
+    assert Saits.from_profile(profile, WINDOW).d_model == profile.saits_d_model
+
+
 # ----------------------------------------------------------------------------- the model
 @needs_pypots
 def test_saits_fills_gaps_and_beats_the_mean(easy_task):

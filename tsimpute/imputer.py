@@ -143,8 +143,8 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         hidden from the training windows (SAITS's masked imputation task, :mod:`tsimpute.learned_guess`;
         history in ``guess_history_``), before the diffusion, for ``epochs`` passes (100 when None) and half of
         ``max_time``, or at most 3000 steps of 32 windows without ``max_time``, with early stopping on the
-        validation windows. On PhysioNet it was
-        the largest gain of any recipe change (``benchmarks/results/learned_guess.md``).
+        validation windows. On PhysioNet it was the largest gain of any recipe change
+        (``benchmarks/results/learned_guess.md``).
     channels, n_layers, n_heads : int, default=32, 2, 4
         Width, residual blocks and attention heads of the denoiser. CSDI's own sizes are 64, 4, 8: no more
         accurate on the quick-start data, about 3x slower per training step on a CPU

@@ -175,7 +175,7 @@ class _Runner:
         t = self.task
         self.log(f"[seed {self.seed}] saits")
         model = Saits.from_profile(self.profile, t.window, seed=self.seed, device=self.device,
-                                   historical_gaps=t.target_strategy in ("hist", "mix"))
+                                   target_strategy=t.target_strategy)
         t0 = time.perf_counter()
         model.fit(t.train_frame)
         t1 = time.perf_counter()

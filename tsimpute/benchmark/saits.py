@@ -174,12 +174,13 @@ class Saits:
 
     @classmethod
     def from_profile(cls, profile: BenchProfile, window: int, *, seed: int = 0, device: str = "cpu",
-                     historical_gaps: bool = False) -> Saits:
-        """The SAITS settings (``saits_*``) of a :class:`~tsimpute.benchmark.BenchProfile`."""
+                     target_strategy: str = "random") -> Saits:
+        """The SAITS settings (``saits_*``) of a :class:`~tsimpute.benchmark.BenchProfile`, trained with other
+        windows' gaps (``historical_gaps``) where the task's ``target_strategy`` draws them for the diffusion."""
         return cls(window=window, n_layers=profile.saits_n_layers, d_model=profile.saits_d_model,
                    n_heads=profile.saits_n_heads, d_ffn=profile.saits_d_ffn, dropout=profile.saits_dropout,
                    epochs=profile.saits_epochs, patience=profile.saits_patience, batch_size=profile.saits_batch_size,
-                   lr=profile.saits_lr, seed=seed, device=device, historical_gaps=historical_gaps)
+                   lr=profile.saits_lr, seed=seed, device=device, historical_gaps=target_strategy in ("hist", "mix"))
 
     def network(self, n_features: int, patience: int | None = None):
         """PyPOTS' untrained SAITS model with these settings for windows of ``n_features`` features."""
