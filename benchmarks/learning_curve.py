@@ -106,14 +106,21 @@ def run(args) -> dict:
     final = copy.deepcopy(imp.model_.state_dict())
     snapshots = recorder.snapshots + [{"mark_s": None, "seconds": imp.history_.seconds, "step": imp.history_.steps,
                                        "best_step": imp.history_.best_step, "state": final}]
+    # the spread calibration (calibration="conformal") is fitted for the final network: earlier networks are
+    # scored with their own spread, the final one with and without it
+    calibration = getattr(imp, "calibration_", None)
     for snap in snapshots:
         imp.model_.load_state_dict(snap.pop("state"))
-        t0 = time.perf_counter()
-        samples = imp.sample(task.test_frame, n_samples=args.n_samples, antithetic=True)
         label = "kept at the end" if snap["mark_s"] is None else f"kept at {snap['mark_s'] / 60:g} min"
-        rows.append(_score(f"diffusion, {label}", task.windows(samples), task, minutes=snap["seconds"] / 60,
-                           sample_seconds=time.perf_counter() - t0, **snap))
+        for calibrated in ((True, False) if calibration is not None and snap["mark_s"] is None else (False,)):
+            imp.calibration_ = calibration if calibrated else None
+            t0 = time.perf_counter()
+            samples = imp.sample(task.test_frame, n_samples=args.n_samples, antithetic=True)
+            name = f"diffusion, {label}" + (", uncalibrated" if calibration is not None and not calibrated else "")
+            rows.append(_score(name, task.windows(samples), task, minutes=snap["seconds"] / 60,
+                               sample_seconds=time.perf_counter() - t0, **snap))
     imp.model_.load_state_dict(final)
+    imp.calibration_ = calibration
     if getattr(imp, "guess_history_", None) is not None:  # the learned guess alone: where the median starts
         rows.append(_score("learned first guess alone", _guess_windows(imp, task)[None], task,
                            minutes=imp.guess_history_.seconds / 60, step=imp.guess_history_.steps,
