@@ -69,21 +69,34 @@ def trained(args) -> dict:
     scored with the sampler's spread and with the fitted calibration, on cells the fit never saw."""
     X_fit, X_eval, to_rows, truth, mask, units = _trained_data(args)
     t0 = time.perf_counter()
-    imp = Imputer(**{"random_state": args.seed, "calibration": "conformal", "verbose": False, **args.params})
-    imp.fit(X_fit)
-    fit_s = time.perf_counter() - t0
-    rows = []
+    if args.load is not None:  # an imputer written by --save: no fit
+        imp, fit_s = Imputer.load(args.load), None
+    else:
+        imp = Imputer(**{"random_state": args.seed, "calibration": "conformal", "verbose": False, **args.params})
+        imp.fit(X_fit)
+        fit_s = time.perf_counter() - t0
+        if args.save is not None:
+            imp.save(args.save)
     fitted = imp.calibration_
-    for name, cal in (("sampler spread", None), ("conformal", fitted)):
+    calibrations = [("sampler spread", None), ("conformal", fitted)]
+    if args.calibrate_on_eval:  # the observed values of the frame being imputed (never its scored cells)
+        t0 = time.perf_counter()
+        imp.calibrate(X_eval, n_samples=args.n_samples)
+        print(f"calibrated on the imputed frame in {time.perf_counter() - t0:.0f} s", flush=True)
+        calibrations.append(("conformal, fitted on the imputed frame", imp.calibration_))
+    rows = []
+    for name, cal in calibrations:
         imp.calibration_ = cal
         t0 = time.perf_counter()
         samples = to_rows(imp.sample(X_eval, n_samples=args.n_samples, antithetic=True))
         rows.append(_row(name, samples, truth, mask, time.perf_counter() - t0))
     imp.calibration_ = fitted
     return {"dataset": args.dataset, "params": args.params, "units": units, "fit_seconds": fit_s,
-            "fit_steps": imp.history_.steps,
+            "fit_steps": imp.history_.steps if hasattr(imp, "history_") else None,
             "n_scored": int(np.asarray(mask).sum()), "factors": fitted.factors.tolist(),
-            "counts": fitted.counts.tolist(), "rows": rows}
+            "counts": fitted.counts.tolist(),
+            "eval_factors": calibrations[-1][1].factors.tolist() if args.calibrate_on_eval else None,
+            "rows": rows}
 
 
 def physionet(args) -> dict:
@@ -163,6 +176,12 @@ def main() -> None:
                         help="physionet: training stays the baselines are fitted on")
     parser.add_argument("--learned", action="append", default=[], type=_learned,
                         help="physionet: NAME=k1,k2,... a learned mask's kept steps (0-based), repeatable")
+    parser.add_argument("--save", type=Path, default=None, help="trained: write the fitted Imputer there")
+    parser.add_argument("--load", type=Path, default=None,
+                        help="trained: score an Imputer written by --save instead of fitting one")
+    parser.add_argument("--calibrate-on-eval", action="store_true",
+                        help="trained: also calibrate on the observed values of the frame being imputed "
+                             "(Imputer.calibrate(X_eval); its scored cells are hidden from it) and score that")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
