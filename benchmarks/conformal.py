@@ -8,7 +8,9 @@ months, scored on CSDI's hidden targets of ``--n-test`` test windows). The calib
 observed values hidden from the validation windows. ``physionet``: CSDI's published network on the first
 ``--n-test`` fold-0 test stays of PhysioNet-10% (CSDI's hidden targets), calibrated on ``--n-calib`` fold-0
 training stays, at each uniform step count and each ``--learned`` mask. Both sample the same seeds with and
-without the calibration, so the rows differ by it alone.
+without the calibration, so the rows differ by it alone. ``trained`` also takes ``--save`` / ``--load`` (one
+fit, scored again without refitting) and ``--calibrate-on-eval`` (a further row calibrated by
+``Imputer.calibrate`` on the observed values of the frame being imputed, whose scored cells it never sees).
 
     python benchmarks/conformal.py trained --dataset quickstart --seed 0 \\
         --out benchmarks/results/conformal_quickstart/seed0.json
@@ -78,6 +80,8 @@ def trained(args) -> dict:
         if args.save is not None:
             imp.save(args.save)
     fitted = imp.calibration_
+    if fitted is None:
+        raise SystemExit(f"{args.load}: this imputer has no spread calibration (fit it with calibration='conformal')")
     calibrations = [("sampler spread", None), ("conformal", fitted)]
     if args.calibrate_on_eval:  # the observed values of the frame being imputed (never its scored cells)
         t0 = time.perf_counter()
