@@ -81,13 +81,15 @@ def trained(args) -> dict:
             imp.save(args.save)
     fitted = imp.calibration_
     if fitted is None:
-        raise SystemExit(f"{args.load}: this imputer has no spread calibration (fit it with calibration='conformal')")
+        raise SystemExit(f"{args.load or 'the fitted imputer'}: no spread calibration (calibration='conformal' "
+                         "was not set)")
     calibrations = [("sampler spread", None), ("conformal", fitted)]
+    on_eval = None
     if args.calibrate_on_eval:  # the observed values of the frame being imputed (never its scored cells)
         t0 = time.perf_counter()
-        imp.calibrate(X_eval, n_samples=args.n_samples)
+        on_eval = imp.calibrate(X_eval, n_samples=args.n_samples).calibration_
         print(f"calibrated on the imputed frame in {time.perf_counter() - t0:.0f} s", flush=True)
-        calibrations.append(("conformal, fitted on the imputed frame", imp.calibration_))
+        calibrations.append(("conformal, fitted on the imputed frame", on_eval))
     rows = []
     for name, cal in calibrations:
         imp.calibration_ = cal
@@ -99,7 +101,7 @@ def trained(args) -> dict:
             "fit_steps": imp.history_.steps if hasattr(imp, "history_") else None,
             "n_scored": int(np.asarray(mask).sum()), "factors": fitted.factors.tolist(),
             "counts": fitted.counts.tolist(),
-            "eval_factors": calibrations[-1][1].factors.tolist() if args.calibrate_on_eval else None,
+            "eval_factors": None if on_eval is None else on_eval.factors.tolist(),
             "rows": rows}
 
 
