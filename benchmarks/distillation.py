@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -83,13 +84,15 @@ def run(args) -> dict:
         return Imputer.from_csdi(mean=np.zeros(k), scale=np.ones(k), random_state=args.seed, verbose=args.verbose,
                                  n_samples=args.n_samples, **params)
 
-    rows = [_score("ddpm-50", csdi(step_selection="all"), task, args.n_samples)]
-    for calls in sorted({args.teacher_steps, *args.calls}, reverse=True):
-        for sampler in ("ddpm", "ddim"):
-            rows.append(_score(f"{sampler}-uniform", csdi(step_selection="uniform", target_steps=calls,
-                                                          sampler=sampler), task, args.n_samples))
+    rows = []
     teacher = csdi(step_selection="uniform", target_steps=args.teacher_steps, sampler="ddim")
-    rows += calibrated("teacher (ddim-uniform)", teacher)
+    if not args.skip_baselines:
+        rows.append(_score("ddpm-50", csdi(step_selection="all"), task, args.n_samples))
+        for calls in sorted({args.teacher_steps, *args.calls}, reverse=True):
+            for sampler in ("ddpm", "ddim"):
+                rows.append(_score(f"{sampler}-uniform", csdi(step_selection="uniform", target_steps=calls,
+                                                              sampler=sampler), task, args.n_samples))
+        rows += calibrated("teacher (ddim-uniform)", teacher)
     student, spent = teacher, 0.0
     rounds = len(set(args.calls))
     for i, calls in enumerate(sorted(set(args.calls), reverse=True)):
@@ -105,6 +108,9 @@ def run(args) -> dict:
         rows.append(_score("distilled", student, task, args.n_samples, distill_seconds=seconds,
                            distill_seconds_total=spent, rounds=record))
         rows += calibrated("distilled", student)
+        if args.save_dir is not None:
+            args.save_dir.mkdir(parents=True, exist_ok=True)
+            student.save(args.save_dir / f"student_{calls}calls.pt")
         # the undistilled network over the student's own steps (respaced: the same noise levels)
         same = csdi(step_selection="uniform", sampler="ddim")
         same.set_params(step_selection="learned")._set_step_mask(student.inference_steps().numpy())
@@ -127,6 +133,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=None,
                         help="Adam's peak rate; default: the imputer's (a thirtieth of lr for CSDI's network)")
     parser.add_argument("--n-samples", type=int, default=20)
+    parser.add_argument("--skip-baselines", action="store_true",
+                        help="score only the students: no 50-step, uniform or calibrated-teacher rows (they do not "
+                             "depend on the distillation; an earlier run with the same seed and stays has them)")
+    parser.add_argument("--save-dir", type=Path, default=None,
+                        help="write every student there (Imputer.save), as student_<calls>calls.pt")
     add_run_arguments(parser)
     args = parser.parse_args()
     if args.max_time is None and args.max_steps_per_round is None:
