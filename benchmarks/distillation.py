@@ -85,7 +85,14 @@ def run(args) -> dict:
                                  n_samples=args.n_samples, **params)
 
     rows = []
-    teacher = csdi(step_selection="uniform", target_steps=args.teacher_steps, sampler="ddim")
+    if args.start_from is None:
+        teacher = csdi(step_selection="uniform", target_steps=args.teacher_steps, sampler="ddim")
+    else:  # a student saved by an earlier run (--save-dir) continues the distillation
+        teacher = Imputer.load(args.start_from).set_params(random_state=args.seed, verbose=args.verbose,
+                                                           n_samples=args.n_samples)
+        if any(c >= len(teacher.inference_steps()) for c in args.calls):
+            raise SystemExit(f"--calls must all be below the {len(teacher.inference_steps())} calls of "
+                             f"{args.start_from}")
     if not args.skip_baselines:
         rows.append(_score("ddpm-50", csdi(step_selection="all"), task, args.n_samples))
         for calls in sorted({args.teacher_steps, *args.calls}, reverse=True):
@@ -136,13 +143,16 @@ def main() -> None:
     parser.add_argument("--skip-baselines", action="store_true",
                         help="score only the students: no 50-step, uniform or calibrated-teacher rows (they do not "
                              "depend on the distillation; an earlier run with the same seed and stays has them)")
+    parser.add_argument("--start-from", type=Path, default=None,
+                        help="distil a student saved by an earlier run (--save-dir) instead of the published "
+                             "network's DDIM chain; --teacher-steps is then not used")
     parser.add_argument("--save-dir", type=Path, default=None,
                         help="write every student there (Imputer.save), as student_<calls>calls.pt")
     add_run_arguments(parser)
     args = parser.parse_args()
     if args.max_time is None and args.max_steps_per_round is None:
         parser.error("set --max-time or --max-steps-per-round")
-    if any(c >= args.teacher_steps for c in args.calls):
+    if args.start_from is None and any(c >= args.teacher_steps for c in args.calls):
         parser.error("--calls must all be below --teacher-steps")
     run_script("benchmarks/distillation.py", args, run)
 
