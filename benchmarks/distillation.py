@@ -59,6 +59,13 @@ def _loss_curve(losses: list[float], seconds: float, bins: int = 20) -> list[dic
 
 
 def run(args) -> dict:
+    saved = None  # a student saved by an earlier run (--save-dir) continues the distillation
+    if args.start_from is not None:  # read first: a wrong file or --calls fails before the data are built
+        saved = Imputer.load(args.start_from).set_params(random_state=args.seed, verbose=args.verbose,
+                                                         n_samples=args.n_samples)
+        if any(c >= len(saved.inference_steps()) for c in args.calls):
+            raise SystemExit(f"--calls must all be below the {len(saved.inference_steps())} calls of "
+                             f"{args.start_from}")
     profile = get_profile("converged").for_dataset("physionet").replace(n_train=args.n_train + args.n_calib,
                                                                          n_test=args.n_test)
     task = build_task("physionet", profile, data_dir=args.data_dir, statistics="csdi")
@@ -85,21 +92,14 @@ def run(args) -> dict:
                                  n_samples=args.n_samples, **params)
 
     rows = []
-    if args.start_from is None:
-        teacher = csdi(step_selection="uniform", target_steps=args.teacher_steps, sampler="ddim")
-    else:  # a student saved by an earlier run (--save-dir) continues the distillation
-        teacher = Imputer.load(args.start_from).set_params(random_state=args.seed, verbose=args.verbose,
-                                                           n_samples=args.n_samples)
-        if any(c >= len(teacher.inference_steps()) for c in args.calls):
-            raise SystemExit(f"--calls must all be below the {len(teacher.inference_steps())} calls of "
-                             f"{args.start_from}")
+    teacher = saved or csdi(step_selection="uniform", target_steps=args.teacher_steps, sampler="ddim")
     if not args.skip_baselines:
         rows.append(_score("ddpm-50", csdi(step_selection="all"), task, args.n_samples))
-        for calls in sorted({args.teacher_steps, *args.calls}, reverse=True):
+        for calls in sorted({len(teacher.inference_steps()), *args.calls}, reverse=True):
             for sampler in ("ddpm", "ddim"):
                 rows.append(_score(f"{sampler}-uniform", csdi(step_selection="uniform", target_steps=calls,
                                                               sampler=sampler), task, args.n_samples))
-        rows += calibrated("teacher (ddim-uniform)", teacher)
+        rows += calibrated("teacher (saved student)" if saved else "teacher (ddim-uniform)", teacher)
     student, spent = teacher, 0.0
     rounds = len(set(args.calls))
     for i, calls in enumerate(sorted(set(args.calls), reverse=True)):
