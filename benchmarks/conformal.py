@@ -9,7 +9,8 @@ observed values hidden from the validation windows. ``physionet``: CSDI's publis
 ``--n-test`` fold-0 test stays of PhysioNet-10% (CSDI's hidden targets), calibrated on ``--n-calib`` fold-0
 training stays, at each uniform step count and each ``--learned`` mask. Both sample the same seeds with and
 without the calibration, so the rows differ by it alone. ``trained`` also takes ``--save`` / ``--load`` (one
-fit, scored again without refitting) and ``--calibrate-on-eval`` (a further row calibrated by
+fit, scored again without refitting; with ``--refit-calibration`` its calibration is fitted again as ``fit`` did, with
+this version's code) and ``--calibrate-on-eval`` (a further row calibrated by
 ``Imputer.calibrate`` on the observed values of the frame being imputed, whose scored cells it never sees).
 
     python benchmarks/conformal.py trained --dataset quickstart --seed 0 \\
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.utils import check_random_state
 
 from tsimpute import Imputer
 from tsimpute.benchmark.baselines import make_baseline
@@ -66,6 +68,16 @@ def _trained_data(args):
             task.eval_mask, task.units)
 
 
+def _refit_calibration(imp: Imputer, X_fit) -> None:
+    """Fit ``imp``'s spread calibration again as its ``fit`` did (the same held-out windows, drawn from the same
+    seed), with this version's calibration; ``imp`` was fitted with an integer ``random_state``."""
+    if not isinstance(imp.random_state, int):
+        raise SystemExit("--refit-calibration needs an imputer fitted with an integer random_state")
+    fit_seed = int(check_random_state(imp.random_state).randint(0, 2**31 - 1, size=2)[0])  # as fit draws it
+    frame, _ = imp._validated_frame(X_fit, reset=False)
+    imp._after_fit(imp._fit_data((frame, imp.window_, None), np.random.default_rng(fit_seed)))
+
+
 def trained(args) -> dict:
     """Every default of ``Imputer`` with ``calibration="conformal"``, fitted on ``--dataset``; the same samples
     scored with the sampler's spread and with the fitted calibration, on cells the fit never saw."""
@@ -73,6 +85,10 @@ def trained(args) -> dict:
     t0 = time.perf_counter()
     if args.load is not None:  # an imputer written by --save: no fit
         imp, fit_s = Imputer.load(args.load), None
+        if args.refit_calibration:
+            t0 = time.perf_counter()
+            _refit_calibration(imp, X_fit)
+            print(f"calibration fitted again in {time.perf_counter() - t0:.0f} s", flush=True)
     else:
         imp = Imputer(**{"random_state": args.seed, "calibration": "conformal", "verbose": False, **args.params})
         imp.fit(X_fit)
@@ -100,7 +116,7 @@ def trained(args) -> dict:
     return {"dataset": args.dataset, "params": args.params, "units": units, "fit_seconds": fit_s,
             "fit_steps": imp.history_.steps if hasattr(imp, "history_") else None,
             "n_scored": int(np.asarray(mask).sum()), "factors": fitted.factors.tolist(),
-            "counts": fitted.counts.tolist(),
+            "counts": fitted.counts.tolist(), "value_edges": fitted.value_edges.tolist(),
             "eval_factors": None if on_eval is None else on_eval.factors.tolist(),
             "rows": rows}
 
@@ -185,12 +201,17 @@ def main() -> None:
     parser.add_argument("--save", type=Path, default=None, help="trained: write the fitted Imputer there")
     parser.add_argument("--load", type=Path, default=None,
                         help="trained: score an Imputer written by --save instead of fitting one")
+    parser.add_argument("--refit-calibration", action="store_true",
+                        help="trained, with --load: fit the calibration again as fit did (its held-out windows and "
+                             "seeds) with this version's tsimpute, and score that")
     parser.add_argument("--calibrate-on-eval", action="store_true",
                         help="trained: also calibrate on the observed values of the frame being imputed "
                              "(Imputer.calibrate(X_eval); its scored cells are hidden from it) and score that")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.refit_calibration and args.load is None:
+        parser.error("--refit-calibration goes with --load")
     run_script("benchmarks/conformal.py", args,
                lambda a: {"experiment": a.experiment, **(trained(a) if a.experiment == "trained" else physionet(a))})
 

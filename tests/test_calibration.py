@@ -27,9 +27,10 @@ def _draws(n_windows=40, k=2, length=24, n=200, spread=(1.0, 1.0), truth=(2.0, 0
 
 def test_factors_undo_a_known_miscalibration_per_feature():
     samples, target, hidden, cond = _draws()
-    cal = fit_spread_calibration(samples, target, hidden, cond)
+    assert fit_spread_calibration(samples, target, hidden, cond).factors.shape == (2, 4, 3, len(LEVELS))
+    cal = fit_spread_calibration(samples, target, hidden, cond, value_bins=1)
     # the truth is 2x (feature 0) and 0.5x (feature 1) as wide as the samples, at every level and gap range
-    assert cal.factors.shape == (2, 4, len(LEVELS)) and cal.counts.sum() == int(hidden.sum())
+    assert cal.factors.shape == (2, 4, 1, len(LEVELS)) and cal.counts.sum() == int(hidden.sum())
     assert np.all(np.abs(cal.factors[0][cal.counts[0] >= 100] - 2.0) < 0.3)
     assert np.all(np.abs(cal.factors[1][cal.counts[1] >= 100] - 0.5) < 0.08)
     # on fresh draws of the same kind, each feature's rescaled bands cover their level, the raw ones do not;
@@ -49,13 +50,56 @@ def test_factors_undo_a_known_miscalibration_per_feature():
     assert np.all(np.abs(raw - levels) > 0.09), raw
 
 
+def _level_dependent(n_windows, seed):
+    """Samples N(mu, 1) about a per-entry value mu in [-3, 3]; the truth N(mu, s^2), s = 0.5 below -1, 2 above 1."""
+    g = torch.Generator().manual_seed(seed)
+    cond = torch.zeros(n_windows, 1, 24)
+    cond[..., ::2] = 1
+    mu = (torch.rand(n_windows, 1, 24, generator=g, dtype=torch.float64) - 0.5) * 6
+    s = torch.where(mu < -1, 0.5, torch.where(mu > 1, 2.0, 1.0))
+    samples = mu + torch.randn(100, n_windows, 1, 24, generator=g, dtype=torch.float64)
+    target = mu + s * torch.randn(n_windows, 1, 24, generator=g, dtype=torch.float64)
+    samples = torch.where(cond.bool(), target, samples)
+    return samples, target, 1 - cond, cond, mu
+
+
+def test_value_ranges_get_factors_of_their_own():
+    samples, target, hidden, cond, _ = _level_dependent(200, 0)
+    cal = fit_spread_calibration(samples, target, hidden, cond)
+    assert cal.value_edges.shape == (1, 2)
+    np.testing.assert_allclose(cal.value_edges[0], [-1, 1], atol=0.15)  # the medians' terciles
+    np.testing.assert_allclose(cal.factors[0, 0, :, 4], [0.5, 1.0, 2.0], rtol=0.15)  # the 80% band's factor
+    flat = fit_spread_calibration(samples, target, hidden, cond, value_bins=1)
+    fresh, truth, hidden2, cond2, mu = _level_dependent(200, 1)
+    for name, c, tol in (("by value range", cal, 0.05), ("one range", flat, None)):
+        out = c.apply(fresh, cond2).numpy()
+        for sel in (mu < -1, mu > 1):
+            mask = (hidden2 > 0).numpy() & sel.numpy()
+            got = coverage(out, truth.numpy(), mask, level=0.8)
+            if tol is None:
+                assert abs(got - 0.8) > 0.08, (name, got)
+            else:
+                assert abs(got - 0.8) < tol, (name, got)
+    back = SpreadCalibration.from_dict(cal.to_dict())
+    assert np.array_equal(back.factors, cal.factors) and np.array_equal(back.value_edges, cal.value_edges)
+    # written before value ranges existed: (K, B, J) factors, no edges
+    old = SpreadCalibration.from_dict({"factors": np.ones((1, 4, len(LEVELS))).tolist(),
+                                       "counts": np.zeros((1, 4), dtype=int).tolist(), "levels": list(LEVELS)})
+    assert old.factors.shape == (1, 4, 1, len(LEVELS)) and old.value_edges.shape == (1, 0)
+    torch.testing.assert_close(old.apply(fresh, cond2), fresh)
+    with pytest.raises(ValueError, match="value_bins"):
+        fit_spread_calibration(samples, target, hidden, cond, value_bins=0)
+    with pytest.raises(ValueError, match="value_edges"):
+        SpreadCalibration(np.ones((1, 4, 3, len(LEVELS))), np.zeros((1, 4, 3), dtype=int))
+
+
 def test_heavy_tails_get_a_factor_per_level():
     samples, target, hidden, cond = _draws(n_windows=120, truth=(1.0, 1.0))
     g = torch.Generator().manual_seed(2)
     heavy = torch.randn(target.shape, generator=g, dtype=torch.float64) / torch.rand(
         target.shape, generator=g, dtype=torch.float64).clamp(min=0.05).sqrt()  # a heavy-tailed truth
     cal = fit_spread_calibration(samples, heavy, hidden, cond)
-    assert cal.factors[0, 0, -1] > 1.3 * cal.factors[0, 0, 2]  # the 95% band grows more than the 50% band
+    assert np.all(cal.factors[0, 0, :, -1] > 1.3 * cal.factors[0, 0, :, 2])  # the 95% band grows more than the 50%
     fresh, _, hidden2, cond2 = _draws(n_windows=120, seed=3)
     truth2 = torch.randn(hidden2.shape, generator=g, dtype=torch.float64) / torch.rand(
         hidden2.shape, generator=g, dtype=torch.float64).clamp(min=0.05).sqrt()
