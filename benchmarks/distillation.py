@@ -106,7 +106,8 @@ def run(args) -> dict:
         budget = None if args.max_time is None else (args.max_time - spent) / (rounds - i)
         t0 = time.perf_counter()
         student = student.distill(train, calls=calls, max_time=budget,
-                                  max_steps_per_round=args.max_steps_per_round, lr=args.lr)
+                                  max_steps_per_round=args.max_steps_per_round, lr=args.lr,
+                                  start_level=args.start_level)
         seconds = time.perf_counter() - t0
         spent += seconds
         record = [r.to_dict() for r in student.distillation_.rounds]
@@ -139,6 +140,8 @@ def main() -> None:
     parser.add_argument("--max-steps-per-round", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None,
                         help="Adam's peak rate; default: the imputer's (a thirtieth of lr for CSDI's network)")
+    parser.add_argument("--start-level", type=float, default=None,
+                        help="alpha_bar at which each student reads its step from pure noise (default: the chain's)")
     parser.add_argument("--n-samples", type=int, default=20)
     parser.add_argument("--skip-baselines", action="store_true",
                         help="score only the students: no 50-step, uniform or calibrated-teacher rows (they do not "

@@ -19,6 +19,7 @@ from tsimpute.diffusion.distillation import (
     distillation_target,
     halve_chain,
     kept_indices,
+    raise_start_level,
     target_from_step,
 )
 from tsimpute.diffusion.parameterization import Parameterization
@@ -106,6 +107,29 @@ def test_one_student_step_to_the_target_lands_where_two_teacher_steps_land():
                                (x_t - math.sqrt(1 - ac[2]) * eps) / math.sqrt(ac[2]), rtol=0, atol=1e-9)
     with pytest.raises(ValueError):
         distillation_target(teacher, x_t, chain, 3, 3)
+
+
+def test_a_raised_start_level_changes_only_how_the_first_step_is_read():
+    chain = NoiseSchedule(50).chain(uniform_steps(50, 4), "respaced")  # CSDI's levels: 3e-5 at the last
+    raised = raise_start_level(chain, 0.01)
+    assert raised.timesteps.tolist() == chain.timesteps.tolist()
+    assert raised.alphas_cumprod[-1].item() == 0.01 and chain.alphas_cumprod[-1].item() < 1e-4
+    torch.testing.assert_close(raised.alphas_cumprod[:-1], chain.alphas_cumprod[:-1], rtol=0, atol=0)
+    assert raise_start_level(chain, None) is chain and raise_start_level(chain, 1e-6) is chain  # already higher
+    with pytest.raises(ValueError, match="next step"):
+        raise_start_level(chain, float(chain.alphas_cumprod[-2]) + 0.01)
+    # the target for a step read at the raised level: one DDIM step read there lands where the teacher lands
+    teacher = _linear_teacher(6, 50)
+    x_t = torch.randn(5, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    landing = distillation_target(teacher, x_t, chain, 3, 1) * 0  # the teacher's two steps 3 -> 2 -> 1
+    x = x_t
+    for i in (3, 2):
+        x, _ = ddim_step(x, teacher(x, int(chain.timesteps[i])), float(chain.alphas_cumprod[i]),
+                         float(chain.alphas_cumprod[i - 1]))
+    landing += x
+    target = distillation_target(teacher, x_t, chain, 3, 1, student_level=0.01)
+    one, _ = ddim_step(x_t, _implied_eps(x_t, target, 0.01), 0.01, float(chain.alphas_cumprod[1]))
+    torch.testing.assert_close(one, landing, rtol=0, atol=1e-6)
 
 
 def test_target_from_step_inverts_a_ddim_step():
@@ -288,6 +312,20 @@ def test_the_default_rate_is_lower_for_noise_prediction(teacher):
     residual.denoiser_ = residual.denoiser_.with_net(residual.model_)
     residual.denoiser_.parameterization = Parameterization("residual")
     assert residual._distillation_lr() == pytest.approx(teacher.lr / 3)
+
+
+def test_a_student_distilled_at_a_raised_start_level_samples_with_it(teacher, data):
+    X, _ = data
+    plain = teacher.distill(X, calls=2, max_steps_per_round=3).inference_chain()
+    level = (plain.alphas_cumprod[-1].item() + plain.alphas_cumprod[-2].item()) / 2  # above the chain's own
+    out = teacher.distill(X, calls=2, max_steps_per_round=3, start_level=level)
+    chain = out.inference_chain()
+    assert chain.timesteps.tolist() == [21, 49] and chain.alphas_cumprod[-1].item() == pytest.approx(level)
+    torch.testing.assert_close(chain.alphas_cumprod[:-1], plain.alphas_cumprod[:-1])
+    samples = out.sample(X, n_samples=2)
+    assert np.isfinite(samples).all()
+    with pytest.raises(ValueError, match="start_level"):
+        teacher.distill(X, calls=2, max_steps_per_round=1, start_level=1.5)
 
 
 def test_a_time_budget_alone_ends_the_rounds(teacher, data):

@@ -29,6 +29,7 @@ from .diffusion.distillation import (
     distillation_plan,
     distillation_target,
     kept_indices,
+    raise_start_level,
 )
 from .diffusion.schedules import Chain, add_noise
 
@@ -49,6 +50,9 @@ class DistillationConfig:
     error at the noisiest step is ``sigma / alpha`` times the noise error (173 at CSDI's last step), and
     single batches' losses spike by hundreds of times the typical one.
 
+    ``start_level``: the ``alpha_bar`` at which a student reads its step from pure noise (the start of sampling)
+    when its chain's is lower (:func:`~tsimpute.diffusion.distillation.raise_start_level`); None: the chain's.
+
     ``clip``: bounds of the teacher's clean predictions (:func:`~tsimpute.diffusion.distillation.ddim_step`).
     None (default): the targets follow the unclipped teacher, even where its sampling clips. From the pure
     noise where sampling starts, the first clean predictions of a noise-predicting network often lie beyond
@@ -66,6 +70,7 @@ class DistillationConfig:
     warmup: float = 0.05
     grad_clip: float | None = 1.0
     clip: tuple | None = None
+    start_level: float | None = None
     verbose: bool = False
 
     def __post_init__(self) -> None:
@@ -73,6 +78,8 @@ class DistillationConfig:
             raise ValueError("distillation needs a length: set max_steps_per_round or max_time")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        if self.start_level is not None and not 0 < self.start_level < 1:
+            raise ValueError(f"start_level must be an alpha_bar in (0, 1) or None, got {self.start_level!r}")
 
 
 @dataclass
@@ -150,10 +157,12 @@ def _batches(data: WindowSet, batch_size: int, generator: torch.Generator):
 
 
 def _batch_loss(teacher, student, batch: WindowSet, cond: torch.Tensor, chain: Chain, kept: torch.Tensor,
-                config: DistillationConfig, generator: torch.Generator) -> torch.Tensor:
-    """The distillation loss of one batch: every window at a student step drawn uniformly, grouped by step."""
+                config: DistillationConfig, generator: torch.Generator, start_level: float) -> torch.Tensor:
+    """The distillation loss of one batch: every window at a student step drawn uniformly, grouped by step;
+    the student reads its step from pure noise at ``start_level``."""
     device = batch.values.device
     levels = dict(zip(chain.timesteps.tolist(), chain.alphas_cumprod.tolist(), strict=True))
+    student_levels = {**levels, int(chain.timesteps[-1]): start_level}  # the signal levels the student reads
     which = torch.randint(len(kept), (len(batch),), generator=generator, device=device)
     noise = torch.randn(batch.values.shape, generator=generator, device=device)
     clip = None if config.clip is None else tuple(torch.as_tensor(c, dtype=torch.float32, device=device)
@@ -168,13 +177,16 @@ def _batch_loss(teacher, student, batch: WindowSet, cond: torch.Tensor, chain: C
         ab = float(chain.alphas_cumprod[start])
         if start == len(chain) - 1:  # where sampling starts: pure noise, whatever the chain's signal level there
             x_t = noise[rows]
+            ab = start_level
         else:
             x_t = add_noise(values, noise[rows], torch.full((len(rows),), ab, dtype=torch.float64))
         with torch.no_grad():
-            target = distillation_target(teacher.batch_eps(values, given, levels), x_t, chain, start, stop, clip)
+            target = distillation_target(teacher.batch_eps(values, given, levels), x_t, chain, start, stop, clip,
+                                         student_level=ab)
         mask = batch.observed[rows] - given  # the hidden observed entries: forward-noised from known values
-        total = total + distillation_loss(student.batch_eps(values, given, levels), x_t, int(chain.timesteps[start]),
-                                          ab, target, mask, config.weighting, reduction="sum")
+        total = total + distillation_loss(student.batch_eps(values, given, student_levels), x_t,
+                                          int(chain.timesteps[start]), ab, target, mask, config.weighting,
+                                          reduction="sum")
         count = count + mask.sum()
     return total / count.clamp(min=1)
 
@@ -206,7 +218,7 @@ def distil(denoiser, chain: Chain, data: WindowSet, targets: TargetsFn, config: 
     batches = _batches(data, config.batch_size, generator)
     for r, (n, m) in enumerate(zip(plan[:-1], plan[1:], strict=True)):
         kept = kept_indices(n, m)
-        student_chain = coarsen_chain(chain, m)
+        student_chain = raise_start_level(coarsen_chain(chain, m), config.start_level)
         net = copy.deepcopy(teacher.net)
         student = teacher.with_net(net)
         teacher.net.eval()
@@ -230,7 +242,8 @@ def distil(denoiser, chain: Chain, data: WindowSet, targets: TargetsFn, config: 
             for group in opt.param_groups:
                 group["lr"] = config.lr * _lr_factor(progress, config.warmup)
             batch = next(batches)
-            loss = _batch_loss(teacher, student, batch, targets(batch), chain, kept, config, generator)
+            loss = _batch_loss(teacher, student, batch, targets(batch), chain, kept, config, generator,
+                               float(student_chain.alphas_cumprod[-1]))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip is not None:

@@ -39,7 +39,7 @@ Clip = tuple[torch.Tensor | float, torch.Tensor | float]
 WEIGHTINGS = ("truncated_snr", "snr")
 
 __all__ = ["WEIGHTINGS", "coarsen_chain", "ddim_step", "distillation_loss", "distillation_plan",
-           "distillation_target", "halve_chain", "kept_indices", "target_from_step"]
+           "distillation_target", "halve_chain", "kept_indices", "raise_start_level", "target_from_step"]
 
 
 def kept_indices(n: int, m: int) -> torch.Tensor:
@@ -122,20 +122,44 @@ def target_from_step(x_t: torch.Tensor, x_next: torch.Tensor, ab: float, ab_next
 
 @torch.no_grad()
 def distillation_target(teacher_eps_fn: EpsFn, x_t: torch.Tensor, chain: Chain, start: int, stop: int,
-                        clip: Clip | None = None) -> torch.Tensor:
+                        clip: Clip | None = None, student_level: float | None = None) -> torch.Tensor:
     """The student's clean target for its step from teacher chain index ``start`` to ``stop`` (``-1``: clean).
 
     The teacher takes the deterministic DDIM steps ``start -> start - 1 -> ... -> stop`` of ``chain`` from
     ``x_t`` (one or two of them in progressive distillation), calling ``teacher_eps_fn`` at each step's
     timestep; the target is :func:`target_from_step` from ``x_t`` to where the teacher lands. ``clip`` as in
-    :func:`ddim_step` (the teacher's own sampling).
+    :func:`ddim_step` (the teacher's own sampling). ``student_level``: the ``alpha_bar`` with which the student
+    reads its step from ``x_t`` (default: the chain's at ``start``; see :func:`raise_start_level`).
     """
     if not -1 <= stop < start < len(chain):
         raise ValueError(f"the teacher steps from index start > stop >= -1, got start={start}, stop={stop}")
     x = x_t
     for i in range(start, stop, -1):
         x, _ = ddim_step(x, teacher_eps_fn(x, int(chain.timesteps[i])), _level(chain, i), _level(chain, i - 1), clip)
-    return target_from_step(x_t, x, _level(chain, start), _level(chain, stop))
+    level = _level(chain, start) if student_level is None else float(student_level)
+    return target_from_step(x_t, x, level, _level(chain, stop))
+
+
+def raise_start_level(chain: Chain, alpha_bar: float | None) -> Chain:
+    """``chain`` with its noisiest step read at ``alpha_bar`` (if higher than the chain's own there).
+
+    Sampling starts from pure noise at the noisiest step, whatever the chain's ``alpha_bar`` there: that value
+    only sets how a network's output becomes a clean prediction, ``(x_t - sigma eps) / alpha``, and the DDIM
+    step that follows. At CSDI's last step (``alpha = 0.006``) a noise error is amplified 173 times, so a
+    student that must take a long first step has to place its output to a few thousandths. Read at, e.g.,
+    ``alpha_bar = 0.01`` (``sigma / alpha = 10``), the same step is well conditioned; the student learns its
+    output for that reading (the targets use it), and samples with the chain it returns.
+    """
+    if alpha_bar is None or float(chain.alphas_cumprod[-1]) >= alpha_bar:
+        return chain
+    if not 0 < alpha_bar < 1:
+        raise ValueError(f"the start level must be an alpha_bar in (0, 1), got {alpha_bar!r}")
+    if len(chain) > 1 and alpha_bar >= float(chain.alphas_cumprod[-2]):
+        raise ValueError(f"the start level {alpha_bar} must stay below the next step's alpha_bar "
+                         f"{float(chain.alphas_cumprod[-2])}")
+    levels = chain.alphas_cumprod.clone()
+    levels[-1] = alpha_bar
+    return Chain(chain.timesteps.clone(), levels)
 
 
 def distillation_loss(student_eps_fn: EpsFn, x_t: torch.Tensor, t: int, ab: float, target_x0: torch.Tensor,
