@@ -16,12 +16,11 @@ median must be scaled so that the central band of each level ``l`` covers ``l`` 
   factor that fixes the 90% band then over-widens the 50% band); a sample is scaled by the factor of the central
   level it sits at (its rank), interpolated between the levels, with the samples' order kept;
 - groups are a feature, a range of distance from the given values (:data:`GAP_EDGES` of
-  :func:`~tsimpute.diffusion.conditioning.gap_distance`: a single missing hour is not a long gap) and, where
-  the held-out errors show it, a range of the samples' median (the feature's held-out medians cut into
-  ``value_bins`` equal shares: on skewed, positive data such as pollutant concentrations the errors relative
-  to the spread are larger at high values than at low ones; a feature is cut only where a Kruskal-Wallis test
-  finds its scores differ between the ranges); a group with fewer than ``min_count`` entries takes the factors
-  of its feature and gap range, then of its feature, then the overall ones.
+  :func:`~tsimpute.diffusion.conditioning.gap_distance`: a single missing hour is not a long gap) and a range
+  of the samples' median (the feature's held-out medians cut into ``value_bins`` equal shares: on skewed,
+  positive data such as pollutant concentrations the errors relative to the spread are larger at high values
+  than at low ones); a group with fewer than ``min_count`` entries takes the factors of its feature and gap
+  range, then of its feature, then the overall ones.
 
 The per-entry median is kept (``transform`` is unchanged) and every sample keeps its rank among the samples of
 its entry (a draw stays one draw across entries, for multiple imputation).
@@ -34,7 +33,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.stats import kruskal
 
 from .diffusion.parameterization import gap_bins
 
@@ -145,23 +143,16 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
 
 def fit_spread_calibration(samples: torch.Tensor, target: torch.Tensor, hidden: torch.Tensor,
                            cond_mask: torch.Tensor, levels: tuple[float, ...] = LEVELS, min_count: int = 100,
-                           max_factor: float = 100.0, value_bins: int = 3,
-                           value_test: float = 0.01) -> SpreadCalibration:
+                           max_factor: float = 100.0, value_bins: int = 3) -> SpreadCalibration:
     """Fit :class:`SpreadCalibration` from samples ``(n, N, K, L)`` of hidden entries ``hidden (N, K, L)``
-    (true values ``target``) of windows given ``cond_mask``.
-
-    A feature's hidden entries are cut into ``value_bins`` ranges of the samples' median (equal shares) only
-    where their scores at the 50% level differ between those ranges (Kruskal-Wallis test, p below
-    ``value_test``): on data whose errors do not depend on the value, smaller groups only add noise to the
-    factors. ``value_test=1`` always cuts; ``value_bins=1`` never does.
+    (true values ``target``) of windows given ``cond_mask``; ``value_bins`` ranges of the samples' median per
+    feature (equal shares of its hidden entries).
 
     Raises ValueError when fewer than ``min_count`` entries are hidden in all, a level is not in (0, 1) or
     ``value_bins`` is not a positive integer.
     """
     if isinstance(value_bins, bool) or not isinstance(value_bins, int) or value_bins < 1:
         raise ValueError(f"value_bins must be a positive integer, got {value_bins!r}")
-    if not 0 < value_test <= 1:
-        raise ValueError(f"value_test must be a p-value threshold in (0, 1], got {value_test!r}")
     levels = tuple(float(v) for v in levels)
     if not levels or any(not 0 < v < 1 for v in levels) or list(levels) != sorted(set(levels)):
         raise ValueError(f"levels must be increasing numbers strictly between 0 and 1, got {levels!r}")
@@ -190,16 +181,10 @@ def fit_spread_calibration(samples: torch.Tensor, target: torch.Tensor, hidden: 
                                                                                              strict=True)])
 
     shares = np.arange(1, value_bins) / value_bins
-    edges = np.full((n_features, value_bins - 1), np.inf)  # +inf: one range
-    middle = scores[int(np.argmin([abs(lv - 0.5) for lv in levels]))]
+    edges = np.full((n_features, value_bins - 1), np.inf)
     for k in range(n_features):
-        in_k = feature == k
-        if value_bins > 1 and in_k.sum() >= value_bins * min_count:
-            cut = np.quantile(m[in_k], shares)
-            bounds = np.r_[-np.inf, cut, np.inf]
-            parts = [middle[in_k & (m >= bounds[v]) & (m < bounds[v + 1])] for v in range(value_bins)]
-            if all(len(p) > 0 for p in parts) and kruskal(*parts).pvalue < value_test:
-                edges[k] = cut
+        if (feature == k).any():
+            edges[k] = np.quantile(m[feature == k], shares)
     ranges = (m[:, None] >= edges[feature]).sum(-1)
     overall = factors_of(np.ones(len(y), dtype=bool))
     factors = np.empty((n_features, n_bins, value_bins, len(levels)))

@@ -238,9 +238,9 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         exploding samples are never returned: sampling raises an error that names the settings.
     calibration : {"conformal"} or None, default=None
         ``"conformal"``: after training, learn how much the samples' spread must be scaled (per feature, gap
-        length, range of values and level) for their central bands (20% to 95%) to hold their share of observed
-        values hidden from the model in the validation windows, hidden as ``target_strategy`` draws training
-        targets (each window several times, with other draws, until 256 are scored; training windows are added when the
+        length and level) for their central bands (20% to 95%) to hold their share of observed values hidden
+        from the model in the validation windows, hidden as ``target_strategy`` draws training targets (each
+        window several times, with other draws, until 256 are scored; training windows are added when the
         validation windows hold fewer than 200 observed values; split conformal, :meth:`calibrate`,
         :mod:`tsimpute.calibration`). The median
         (``transform``) is unchanged; ``sample`` and ``predict_quantiles`` return the rescaled spread. None: the
@@ -768,9 +768,9 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         draws training targets (``"random"``: 20% of each window's; ``"hist"``: where another window of ``X``
         has gaps, so that long gaps get factors of their own; ``"mix"``: either, half of the windows each) and
         imputed with the current sampling settings and ``n_samples`` samples (default ``n_samples``); the
-        split-conformal factors per feature, gap length, range of values and central level (20% to 95%) that
-        make each band cover its level of them are stored in ``calibration_`` (:mod:`tsimpute.calibration`) and
-        applied by :meth:`sample` and :meth:`predict_quantiles` (:meth:`transform`'s median is kept) as long as the
+        split-conformal factors per feature, gap length and central level (20% to 95%) that make each band cover
+        its level of them are stored in ``calibration_`` (:mod:`tsimpute.calibration`) and applied by
+        :meth:`sample` and :meth:`predict_quantiles` (:meth:`transform`'s median is kept) as long as the
         sampling settings stay the same. Use data the model was not trained on (held-out series, or a later
         period); on training data the factors come out too small. Calibrate with as many samples as the bands
         will be read from: the central band of fewer samples is narrower, so its factors are larger.
@@ -846,8 +846,8 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         ones. How often a central band (e.g. 0.05 to 0.95) holds the truth depends on the training and on the
         steps sampled: without calibration few-step chains are overconfident (the 90% band of CSDI's published
         network held 60-73% of hidden PhysioNet values at 5-10 steps). With ``calibration="conformal"`` or after
-        :meth:`calibrate` the spread is rescaled, per column, gap length, range of values and level, so that
-        central bands of 20% to 95% hold their nominal share of observed values hidden from the model (split conformal,
+        :meth:`calibrate` the spread is rescaled, per column, gap length and level, so that central bands of
+        20% to 95% hold their nominal share of observed values hidden from the model (split conformal,
         :mod:`tsimpute.calibration`; ``benchmarks/results/conformal.md``). That share is over cells, not for
         each cell, and holds for gaps that resemble values missing at random."""
         try:
