@@ -68,14 +68,20 @@ def _trained_data(args):
             task.eval_mask, task.units)
 
 
-def _refit_calibration(imp: Imputer, X_fit) -> None:
+def _refit_calibration(imp: Imputer, X_fit, value_bins: int) -> None:
     """Fit ``imp``'s spread calibration again as its ``fit`` did (the same held-out windows, drawn from the same
-    seed), with this version's calibration; ``imp`` was fitted with an integer ``random_state``."""
+    seed), with this version's calibration and ``value_bins`` value ranges per feature; ``imp`` was fitted with
+    an integer ``random_state``."""
     if not isinstance(imp.random_state, int):
         raise SystemExit("--refit-calibration needs an imputer fitted with an integer random_state")
     fit_seed = int(check_random_state(imp.random_state).randint(0, 2**31 - 1, size=2)[0])  # as fit draws it
     frame, _ = imp._validated_frame(X_fit, reset=False)
-    imp._after_fit(imp._fit_data((frame, imp.window_, None), np.random.default_rng(fit_seed)))
+    fit_calibration = imp._fit_calibration
+    imp._fit_calibration = lambda data, n=None: fit_calibration(data, n, value_bins)
+    try:
+        imp._after_fit(imp._fit_data((frame, imp.window_, None), np.random.default_rng(fit_seed)))
+    finally:
+        del imp._fit_calibration
 
 
 def trained(args) -> dict:
@@ -87,7 +93,7 @@ def trained(args) -> dict:
         imp, fit_s = Imputer.load(args.load), None
         if args.refit_calibration:
             t0 = time.perf_counter()
-            _refit_calibration(imp, X_fit)
+            _refit_calibration(imp, X_fit, args.value_bins)
             print(f"calibration fitted again in {time.perf_counter() - t0:.0f} s", flush=True)
     else:
         imp = Imputer(**{"random_state": args.seed, "calibration": "conformal", "verbose": False, **args.params})
@@ -204,6 +210,8 @@ def main() -> None:
     parser.add_argument("--refit-calibration", action="store_true",
                         help="trained, with --load: fit the calibration again as fit did (its held-out windows and "
                              "seeds) with this version's tsimpute, and score that")
+    parser.add_argument("--value-bins", type=int, default=1,
+                        help="trained, --refit-calibration: value ranges per feature with factors of their own")
     parser.add_argument("--calibrate-on-eval", action="store_true",
                         help="trained: also calibrate on the observed values of the frame being imputed "
                              "(Imputer.calibrate(X_eval); its scored cells are hidden from it) and score that")

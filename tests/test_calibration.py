@@ -27,7 +27,7 @@ def _draws(n_windows=40, k=2, length=24, n=200, spread=(1.0, 1.0), truth=(2.0, 0
 
 def test_factors_undo_a_known_miscalibration_per_feature():
     samples, target, hidden, cond = _draws()
-    assert fit_spread_calibration(samples, target, hidden, cond).factors.shape == (2, 4, 3, len(LEVELS))
+    assert fit_spread_calibration(samples, target, hidden, cond, value_bins=3).factors.shape == (2, 4, 3, len(LEVELS))
     cal = fit_spread_calibration(samples, target, hidden, cond, value_bins=1)
     # the truth is 2x (feature 0) and 0.5x (feature 1) as wide as the samples, at every level and gap range
     assert cal.factors.shape == (2, 4, 1, len(LEVELS)) and cal.counts.sum() == int(hidden.sum())
@@ -65,11 +65,11 @@ def _level_dependent(n_windows, seed):
 
 def test_value_ranges_get_factors_of_their_own():
     samples, target, hidden, cond, _ = _level_dependent(200, 0)
-    cal = fit_spread_calibration(samples, target, hidden, cond)
+    cal = fit_spread_calibration(samples, target, hidden, cond, value_bins=3)
     assert cal.value_edges.shape == (1, 2)
     np.testing.assert_allclose(cal.value_edges[0], [-1, 1], atol=0.15)  # the medians' terciles
     np.testing.assert_allclose(cal.factors[0, 0, :, 4], [0.5, 1.0, 2.0], rtol=0.15)  # the 80% band's factor
-    flat = fit_spread_calibration(samples, target, hidden, cond, value_bins=1)
+    flat = fit_spread_calibration(samples, target, hidden, cond)  # the default: one range
     fresh, truth, hidden2, cond2, mu = _level_dependent(200, 1)
     for name, c, tol in (("by value range", cal, 0.05), ("one range", flat, None)):
         out = c.apply(fresh, cond2).numpy()
@@ -202,6 +202,12 @@ def test_imputer_calibrates_in_fit_keeps_the_median_and_saves_it(sinusoids, tmp_
     assert back.calibration_.sampling["steps"] == list(range(back.n_steps))
     with pytest.raises(ValueError, match="n_samples"):
         back.calibrate(X, n_samples=1)
+    back.calibrate(X, n_samples=4, value_bins=2)  # value ranges: two per feature, applied with their edges
+    assert back.calibration_.factors.shape[2] == 2 and back.calibration_.value_edges.shape == (X.shape[1], 1)
+    assert np.isfinite(back.sample(X, n_samples=4)).all()
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="value_bins"):
+            back.calibrate(X, n_samples=4, value_bins=bad)
     with pytest.raises(ValueError, match="calibration"):
         Imputer(calibration="isotonic").fit(X)
 

@@ -1,5 +1,5 @@
-"""Recalibration of the predictive spread: split-conformal scale factors per feature, gap length, value range
-and level.
+"""Recalibration of the predictive spread: split-conformal scale factors per feature, gap length (optionally,
+range of values) and level.
 
 A diffusion sampler that skips steps, or a network trained briefly, draws samples whose spread is too narrow
 (or too wide): their central bands hold fewer (more) of the true values than their nominal level. This module
@@ -15,12 +15,13 @@ median must be scaled so that the central band of each level ``l`` covers ``l`` 
 - one factor per level of :data:`LEVELS`, because errors are often heavier-tailed than the samples (a single
   factor that fixes the 90% band then over-widens the 50% band); a sample is scaled by the factor of the central
   level it sits at (its rank), interpolated between the levels, with the samples' order kept;
-- groups are a feature, a range of distance from the given values (:data:`GAP_EDGES` of
-  :func:`~tsimpute.diffusion.conditioning.gap_distance`: a single missing hour is not a long gap) and a range
-  of the samples' median (the feature's held-out medians cut into ``value_bins`` equal shares: on skewed,
-  positive data such as pollutant concentrations the errors relative to the spread are larger at high values
-  than at low ones); a group with fewer than ``min_count`` entries takes the factors of its feature and gap
-  range, then of its feature, then the overall ones.
+- groups are a feature and a range of distance from the given values (:data:`GAP_EDGES` of
+  :func:`~tsimpute.diffusion.conditioning.gap_distance`: a single missing hour is not a long gap), and with
+  ``value_bins > 1`` a range of the samples' median (the feature's held-out medians cut into equal shares: on
+  skewed, positive data such as pollutant concentrations the errors relative to the spread are larger at high
+  values than at low ones; on data without that dependence the smaller groups only add noise); a group with
+  fewer than ``min_count`` entries takes the factors of its feature and gap range, then of its feature, then
+  the overall ones.
 
 The per-entry median is kept (``transform`` is unchanged) and every sample keeps its rank among the samples of
 its entry (a draw stays one draw across entries, for multiple imputation).
@@ -143,7 +144,7 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
 
 def fit_spread_calibration(samples: torch.Tensor, target: torch.Tensor, hidden: torch.Tensor,
                            cond_mask: torch.Tensor, levels: tuple[float, ...] = LEVELS, min_count: int = 100,
-                           max_factor: float = 100.0, value_bins: int = 3) -> SpreadCalibration:
+                           max_factor: float = 100.0, value_bins: int = 1) -> SpreadCalibration:
     """Fit :class:`SpreadCalibration` from samples ``(n, N, K, L)`` of hidden entries ``hidden (N, K, L)``
     (true values ``target``) of windows given ``cond_mask``; ``value_bins`` ranges of the samples' median per
     feature (equal shares of its hidden entries).
