@@ -107,7 +107,7 @@ def run(args) -> dict:
         t0 = time.perf_counter()
         student = student.distill(train, calls=calls, max_time=budget,
                                   max_steps_per_round=args.max_steps_per_round, lr=args.lr,
-                                  start_level=args.start_level)
+                                  start_level=None if args.start_level == "none" else args.start_level)
         seconds = time.perf_counter() - t0
         spent += seconds
         record = [r.to_dict() for r in student.distillation_.rounds]
@@ -140,8 +140,9 @@ def main() -> None:
     parser.add_argument("--max-steps-per-round", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None,
                         help="Adam's peak rate; default: the imputer's (a thirtieth of lr for CSDI's network)")
-    parser.add_argument("--start-level", type=float, default=None,
-                        help="alpha_bar at which each student reads its step from pure noise (default: the chain's)")
+    parser.add_argument("--start-level", type=lambda v: v if v in ("auto", "none") else float(v), default="auto",
+                        help="alpha_bar at which each student reads its step from pure noise: a number, 'auto' "
+                             "(Imputer.distill's default) or 'none' (the chain's own level, as before)")
     parser.add_argument("--n-samples", type=int, default=20)
     parser.add_argument("--skip-baselines", action="store_true",
                         help="score only the students: no 50-step, uniform or calibrated-teacher rows (they do not "

@@ -12,6 +12,7 @@ import torch
 
 from tsimpute import Imputer
 from tsimpute.diffusion.distillation import (
+    auto_start_level,
     coarsen_chain,
     ddim_step,
     distillation_loss,
@@ -116,6 +117,13 @@ def test_a_raised_start_level_changes_only_how_the_first_step_is_read():
     assert raised.alphas_cumprod[-1].item() == 0.01 and chain.alphas_cumprod[-1].item() < 1e-4
     torch.testing.assert_close(raised.alphas_cumprod[:-1], chain.alphas_cumprod[:-1], rtol=0, atol=0)
     assert raise_start_level(chain, None) is chain and raise_start_level(chain, 1e-6) is chain  # already higher
+    # the default: 0.01, kept below half the next step's level (a 50-step chain: about its own)
+    assert auto_start_level(chain) == 0.01
+    assert auto_start_level(Chain(chain.timesteps[-1:], chain.alphas_cumprod[-1:])) == 0.01
+    full = NoiseSchedule(50).chain(uniform_steps(50, 50), "respaced")
+    assert auto_start_level(full) == pytest.approx(float(full.alphas_cumprod[-2]) / 2)
+    torch.testing.assert_close(raise_start_level(full, auto_start_level(full)).alphas_cumprod, full.alphas_cumprod,
+                               rtol=1e-3, atol=0)  # about its own
     with pytest.raises(ValueError, match="next step"):
         raise_start_level(chain, float(chain.alphas_cumprod[-2]) + 0.01)
     # the target for a step read at the raised level: one DDIM step read there lands where the teacher lands
@@ -324,8 +332,9 @@ def test_a_student_distilled_at_a_raised_start_level_samples_with_it(teacher, da
     torch.testing.assert_close(chain.alphas_cumprod[:-1], plain.alphas_cumprod[:-1])
     samples = out.sample(X, n_samples=2)
     assert np.isfinite(samples).all()
-    with pytest.raises(ValueError, match="start_level"):
-        teacher.distill(X, calls=2, max_steps_per_round=1, start_level=1.5)
+    for bad in (1.5, 0.0, "high", True):
+        with pytest.raises(ValueError, match="start_level"):
+            teacher.distill(X, calls=2, max_steps_per_round=1, start_level=bad)
 
 
 def test_a_time_budget_alone_ends_the_rounds(teacher, data):

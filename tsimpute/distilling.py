@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from .data import WindowSet
 from .diffusion.distillation import (
     WEIGHTINGS,
+    auto_start_level,
     coarsen_chain,
     distillation_loss,
     distillation_plan,
@@ -51,7 +52,9 @@ class DistillationConfig:
     single batches' losses spike by hundreds of times the typical one.
 
     ``start_level``: the ``alpha_bar`` at which a student reads its step from pure noise (the start of sampling)
-    when its chain's is lower (:func:`~tsimpute.diffusion.distillation.raise_start_level`); None: the chain's.
+    when its chain's is lower (:func:`~tsimpute.diffusion.distillation.raise_start_level`); ``"auto"``:
+    :func:`~tsimpute.diffusion.distillation.auto_start_level` (0.01, or half the next step's level when that is
+    lower); None: the chain's own.
 
     ``clip``: bounds of the teacher's clean predictions (:func:`~tsimpute.diffusion.distillation.ddim_step`).
     None (default): the targets follow the unclipped teacher, even where its sampling clips. From the pure
@@ -70,7 +73,7 @@ class DistillationConfig:
     warmup: float = 0.05
     grad_clip: float | None = 1.0
     clip: tuple | None = None
-    start_level: float | None = None
+    start_level: float | str | None = "auto"
     verbose: bool = False
 
     def __post_init__(self) -> None:
@@ -78,8 +81,9 @@ class DistillationConfig:
             raise ValueError("distillation needs a length: set max_steps_per_round or max_time")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
-        if self.start_level is not None and not 0 < self.start_level < 1:
-            raise ValueError(f"start_level must be an alpha_bar in (0, 1) or None, got {self.start_level!r}")
+        if self.start_level not in (None, "auto") and not (isinstance(self.start_level, float)
+                                                           and 0 < self.start_level < 1):
+            raise ValueError(f"start_level must be an alpha_bar in (0, 1), 'auto' or None, got {self.start_level!r}")
 
 
 @dataclass
@@ -218,7 +222,9 @@ def distil(denoiser, chain: Chain, data: WindowSet, targets: TargetsFn, config: 
     batches = _batches(data, config.batch_size, generator)
     for r, (n, m) in enumerate(zip(plan[:-1], plan[1:], strict=True)):
         kept = kept_indices(n, m)
-        student_chain = raise_start_level(coarsen_chain(chain, m), config.start_level)
+        student_chain = coarsen_chain(chain, m)
+        level = auto_start_level(student_chain) if config.start_level == "auto" else config.start_level
+        student_chain = raise_start_level(student_chain, level)
         net = copy.deepcopy(teacher.net)
         student = teacher.with_net(net)
         teacher.net.eval()

@@ -318,7 +318,7 @@ class DiffusionEstimator(StepSelectionMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ distillation
     def distill(self, X, calls: int = 2, *, max_steps_per_round: int | None = 500, max_time: float | None = None,
-                lr: float | None = None, start_level: float | None = None, verbose: bool | None = None):
+                lr: float | None = None, start_level: float | str | None = "auto", verbose: bool | None = None):
         """A new fitted estimator that samples with ``calls`` network calls: progressive distillation of this one.
 
         The teacher is this estimator's network sampled by deterministic DDIM over its current chain
@@ -346,10 +346,13 @@ class DiffusionEstimator(StepSelectionMixin, BaseEstimator):
             ``residual`` parameterization (a noise-predicting student's clean prediction at the noisiest step
             amplifies its noise by ``sqrt((1 - alpha_bar) / alpha_bar)``: on CSDI's PhysioNet network, one
             Adam step at 3e-4 without warm-up made the loss 30 times larger, while 1e-4 lowered it).
-        start_level : float or None, default=None
+        start_level : float, "auto" or None, default="auto"
             The ``alpha_bar`` at which the student reads its first step, from the pure noise where sampling
-            starts, when the chain's own is lower (:func:`~tsimpute.diffusion.distillation.raise_start_level`):
-            e.g. 0.01 turns the 173-fold amplification at CSDI's last step into a 10-fold one. None: the chain's.
+            starts, when the chain's own is lower (:func:`~tsimpute.diffusion.distillation.raise_start_level`).
+            ``"auto"``: 0.01 (or half the next step's level when that is lower), which turns the 173-fold
+            amplification of a noise error at CSDI's last step into a 10-fold one; on CSDI's PhysioNet network
+            the two-call student of a 40-minute round went from 12% to 3% above the 50-step chain's CRPS
+            (``benchmarks/results/distillation.md``). None: the chain's own level.
         verbose : bool or None, default=None
             A progress bar per round; None: the estimator's ``verbose``.
 
@@ -379,9 +382,9 @@ class DiffusionEstimator(StepSelectionMixin, BaseEstimator):
             raise ValueError("set max_steps_per_round or max_time (the length of every round)")
         if lr is not None and (isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not lr > 0):
             raise ValueError(f"lr must be a positive number or None, got {lr!r}")
-        if start_level is not None and (isinstance(start_level, bool) or not isinstance(start_level, numbers.Real)
-                                        or not 0 < start_level < 1):
-            raise ValueError(f"start_level must be an alpha_bar in (0, 1) or None, got {start_level!r}")
+        if start_level not in (None, "auto") and (isinstance(start_level, bool) or not isinstance(
+                start_level, numbers.Real) or not 0 < start_level < 1):
+            raise ValueError(f"start_level must be an alpha_bar in (0, 1), 'auto' or None, got {start_level!r}")
         data = self._step_learning_data(X)
         seed = self._sampling_seed()
         generator = torch.Generator(device=self.device_).manual_seed(seed + 4)
@@ -389,7 +392,8 @@ class DiffusionEstimator(StepSelectionMixin, BaseEstimator):
             calls=int(calls), max_steps_per_round=None if max_steps_per_round is None else int(max_steps_per_round),
             max_time=None if max_time is None else float(max_time),
             lr=float(self._distillation_lr() if lr is None else lr),
-            batch_size=self.batch_size, start_level=None if start_level is None else float(start_level),
+            batch_size=self.batch_size,
+            start_level=start_level if start_level in (None, "auto") else float(start_level),
             verbose=bool(self.verbose if verbose is None else verbose))
         targets = self._learning_targets(data, generator)
         with seeded_torch(seed + 5, self.device_):

@@ -38,8 +38,9 @@ EpsFn = Callable[[torch.Tensor, int], torch.Tensor]
 Clip = tuple[torch.Tensor | float, torch.Tensor | float]
 WEIGHTINGS = ("truncated_snr", "snr")
 
-__all__ = ["WEIGHTINGS", "coarsen_chain", "ddim_step", "distillation_loss", "distillation_plan",
-           "distillation_target", "halve_chain", "kept_indices", "raise_start_level", "target_from_step"]
+__all__ = ["DEFAULT_START_LEVEL", "WEIGHTINGS", "auto_start_level", "coarsen_chain", "ddim_step",
+           "distillation_loss", "distillation_plan", "distillation_target", "halve_chain", "kept_indices",
+           "raise_start_level", "target_from_step"]
 
 
 def kept_indices(n: int, m: int) -> torch.Tensor:
@@ -138,6 +139,17 @@ def distillation_target(teacher_eps_fn: EpsFn, x_t: torch.Tensor, chain: Chain, 
         x, _ = ddim_step(x, teacher_eps_fn(x, int(chain.timesteps[i])), _level(chain, i), _level(chain, i - 1), clip)
     level = _level(chain, start) if student_level is None else float(student_level)
     return target_from_step(x_t, x, level, _level(chain, stop))
+
+
+#: The start level distillation reads a student's first step at by default (``sigma / alpha = 10``).
+DEFAULT_START_LEVEL = 0.01
+
+
+def auto_start_level(chain: Chain) -> float:
+    """:data:`DEFAULT_START_LEVEL`, kept below half the ``alpha_bar`` of the chain's next-noisiest step."""
+    if len(chain) < 2:
+        return DEFAULT_START_LEVEL
+    return min(DEFAULT_START_LEVEL, float(chain.alphas_cumprod[-2]) / 2)
 
 
 def raise_start_level(chain: Chain, alpha_bar: float | None) -> Chain:
