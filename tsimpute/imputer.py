@@ -776,7 +776,7 @@ class Imputer(OneToOneFeatureMixin, TransformerMixin, DiffusionEstimator):
         will be read from: the central band of fewer samples is narrower, so its factors are larger.
         ``value_bins > 1`` also gives each feature's ranges of values (equal shares of its held-out values, by
         the samples' median) factors of their own, for data whose errors grow with the value (skewed, positive
-        data): on PM2.5 three ranges moved the 50% band 0.8-2.5 points closer to 50%, on the quick start's
+        data): on PM2.5 three ranges moved the 50% band 0.9-2.7 points closer to 50%, on the quick start's
         sinusoids they lowered the 90% band by 2 points (``benchmarks/results/conformal.md``). Returns ``self``.
         """
         check_is_fitted(self, "model_")
