@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,9 +82,12 @@ class DistillationConfig:
             raise ValueError("distillation needs a length: set max_steps_per_round or max_time")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
-        if self.start_level not in (None, "auto") and not (isinstance(self.start_level, float)
-                                                           and 0 < self.start_level < 1):
-            raise ValueError(f"start_level must be an alpha_bar in (0, 1), 'auto' or None, got {self.start_level!r}")
+        if self.start_level not in (None, "auto"):
+            if isinstance(self.start_level, bool) or not isinstance(self.start_level, numbers.Real) \
+                    or not 0 < self.start_level < 1:
+                raise ValueError(f"start_level must be an alpha_bar in (0, 1), 'auto' or None, "
+                                 f"got {self.start_level!r}")
+            self.start_level = float(self.start_level)
 
 
 @dataclass

@@ -382,19 +382,15 @@ class DiffusionEstimator(StepSelectionMixin, BaseEstimator):
             raise ValueError("set max_steps_per_round or max_time (the length of every round)")
         if lr is not None and (isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not lr > 0):
             raise ValueError(f"lr must be a positive number or None, got {lr!r}")
-        if start_level not in (None, "auto") and (isinstance(start_level, bool) or not isinstance(
-                start_level, numbers.Real) or not 0 < start_level < 1):
-            raise ValueError(f"start_level must be an alpha_bar in (0, 1), 'auto' or None, got {start_level!r}")
-        data = self._step_learning_data(X)
-        seed = self._sampling_seed()
-        generator = torch.Generator(device=self.device_).manual_seed(seed + 4)
-        config = DistillationConfig(
+        config = DistillationConfig(  # checks start_level before the data are read
             calls=int(calls), max_steps_per_round=None if max_steps_per_round is None else int(max_steps_per_round),
             max_time=None if max_time is None else float(max_time),
             lr=float(self._distillation_lr() if lr is None else lr),
-            batch_size=self.batch_size,
-            start_level=start_level if start_level in (None, "auto") else float(start_level),
+            batch_size=self.batch_size, start_level=start_level,
             verbose=bool(self.verbose if verbose is None else verbose))
+        data = self._step_learning_data(X)
+        seed = self._sampling_seed()
+        generator = torch.Generator(device=self.device_).manual_seed(seed + 4)
         targets = self._learning_targets(data, generator)
         with seeded_torch(seed + 5, self.device_):
             student, chain, rounds = distil(self.denoiser_, teacher_chain, data, targets, config, generator)
