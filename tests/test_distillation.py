@@ -117,9 +117,11 @@ def test_a_raised_start_level_changes_only_how_the_first_step_is_read():
     assert raised.alphas_cumprod[-1].item() == 0.01 and chain.alphas_cumprod[-1].item() < 1e-4
     torch.testing.assert_close(raised.alphas_cumprod[:-1], chain.alphas_cumprod[:-1], rtol=0, atol=0)
     assert raise_start_level(chain, None) is chain and raise_start_level(chain, 1e-6) is chain  # already higher
-    # the default: 0.01, kept below half the next step's level (a 50-step chain: about its own)
+    # the default: 0.01, kept below half the next step's level (a 50-step chain: about its own); one call: 0.1
     assert auto_start_level(chain) == 0.01
-    assert auto_start_level(Chain(chain.timesteps[-1:], chain.alphas_cumprod[-1:])) == 0.01
+    one_call = Chain(chain.timesteps[-1:], chain.alphas_cumprod[-1:])
+    assert auto_start_level(one_call) == 0.1
+    assert raise_start_level(one_call, auto_start_level(one_call)).alphas_cumprod.tolist() == pytest.approx([0.1])
     full = NoiseSchedule(50).chain(uniform_steps(50, 50), "respaced")
     assert auto_start_level(full) == pytest.approx(float(full.alphas_cumprod[-2]) / 2)
     torch.testing.assert_close(raise_start_level(full, auto_start_level(full)).alphas_cumprod, full.alphas_cumprod,
@@ -259,6 +261,8 @@ def test_distill_again_halves_the_distilled_chain(student, data):
     one = student.distill(X, calls=1, max_steps_per_round=3)
     assert one.inference_steps().tolist() == [49]
     assert one.distillation_.teacher_steps == [21, 49]
+    own = float(student.inference_chain().alphas_cumprod[-1])  # one call: read at 0.1 or its own, if higher
+    assert one.inference_chain().alphas_cumprod.tolist() == pytest.approx([max(own, 0.1)])
     _, info = one.set_params(inference_batch_size=4096).sample(X, n_samples=2, return_info=True)
     assert info.nfe == 1
 
