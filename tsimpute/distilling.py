@@ -54,8 +54,8 @@ class DistillationConfig:
 
     ``start_level``: the ``alpha_bar`` at which a student reads its step from pure noise (the start of sampling)
     when its chain's is lower (:func:`~tsimpute.diffusion.distillation.raise_start_level`); ``"auto"``:
-    :func:`~tsimpute.diffusion.distillation.auto_start_level` (0.01, or half the next step's level when that is
-    lower; 0.1 for a one-call student); None: the chain's own.
+    :func:`~tsimpute.diffusion.distillation.auto_start_level` (0.01 when the next step's level is at least 0.1,
+    0.1 for a one-call student, the chain's own otherwise); None: the chain's own.
 
     ``clip``: bounds of the teacher's clean predictions (:func:`~tsimpute.diffusion.distillation.ddim_step`).
     None (default): the targets follow the unclipped teacher, even where its sampling clips. From the pure

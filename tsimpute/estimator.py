@@ -349,12 +349,14 @@ class DiffusionEstimator(StepSelectionMixin, BaseEstimator):
         start_level : float, "auto" or None, default="auto"
             The ``alpha_bar`` at which the student reads its first step, from the pure noise where sampling
             starts, when the chain's own is lower (:func:`~tsimpute.diffusion.distillation.raise_start_level`).
-            ``"auto"``: 0.01 (or half the next step's level when that is lower), which turns the 173-fold
-            amplification of a noise error at CSDI's last step into a 10-fold one; on CSDI's PhysioNet network
-            the two-call student of a 40-minute round went from 12% to 3% above the 50-step chain's CRPS
-            (``benchmarks/results/distillation.md``). A one-call student, whose step goes straight to the clean
-            end, reads it at 0.1 (a 3-fold amplification; one call: 12.0% at 0.01, 10.7% at 0.1). None: the
-            chain's own level.
+            ``"auto"`` (:func:`~tsimpute.diffusion.distillation.auto_start_level`): 0.01 when the first step
+            is long (the next step's level at least 0.1), which turns the 173-fold amplification of a noise
+            error at CSDI's last step into a 10-fold one; on CSDI's PhysioNet network the two-call student of a
+            40-minute round went from 12% to 3% above the 50-step chain's CRPS, while the four-call student
+            (next level 0.03) lost from the raise (0.5% -> 3.9%: it keeps the chain's level;
+            ``benchmarks/results/distillation.md``). A one-call student, whose step goes straight to the clean
+            end, reads it at 0.1 (a 3-fold amplification; 12.0% at 0.01, 10.7% at 0.1). None: the chain's own
+            level.
         verbose : bool or None, default=None
             A progress bar per round; None: the estimator's ``verbose``.
 
