@@ -38,7 +38,7 @@ EpsFn = Callable[[torch.Tensor, int], torch.Tensor]
 Clip = tuple[torch.Tensor | float, torch.Tensor | float]
 WEIGHTINGS = ("truncated_snr", "snr")
 
-__all__ = ["DEFAULT_START_LEVEL", "LONG_FIRST_STEP", "ONE_CALL_START_LEVEL", "WEIGHTINGS", "auto_start_level",
+__all__ = ["LONG_FIRST_STEP", "LONG_STEP_START_LEVEL", "ONE_CALL_START_LEVEL", "WEIGHTINGS", "auto_start_level",
            "coarsen_chain", "ddim_step", "distillation_loss", "distillation_plan", "distillation_target",
            "halve_chain", "kept_indices", "raise_start_level", "target_from_step"]
 
@@ -141,8 +141,8 @@ def distillation_target(teacher_eps_fn: EpsFn, x_t: torch.Tensor, chain: Chain, 
     return target_from_step(x_t, x, level, _level(chain, stop))
 
 
-#: The start level distillation reads a student's first step at by default (``sigma / alpha = 10``).
-DEFAULT_START_LEVEL = 0.01
+#: The start level ``"auto"`` reads a long first step at (``sigma / alpha = 10``).
+LONG_STEP_START_LEVEL = 0.01
 #: The start level of a one-call student, whose only step goes from pure noise to the clean end
 #: (``sigma / alpha = 3``; no next step to stay below).
 ONE_CALL_START_LEVEL = 0.1
@@ -154,7 +154,7 @@ LONG_FIRST_STEP = 0.1
 def auto_start_level(chain: Chain) -> float | None:
     """The start level ``start_level="auto"`` reads ``chain``'s first step at; None: the chain's own.
 
-    :data:`ONE_CALL_START_LEVEL` for a chain of one step; :data:`DEFAULT_START_LEVEL` when the first step is
+    :data:`ONE_CALL_START_LEVEL` for a chain of one step; :data:`LONG_STEP_START_LEVEL` when the first step is
     long (the next step's ``alpha_bar`` at least :data:`LONG_FIRST_STEP`); otherwise the chain's own level.
     On CSDI's PhysioNet network (``benchmarks/results/distillation.md``), same teacher, data, seed and time:
     the round 4 -> 2 (next level 0.47) went from CRPS 12% to 3% above the 50-step chain read at 0.01, the
@@ -163,7 +163,7 @@ def auto_start_level(chain: Chain) -> float | None:
     """
     if len(chain) < 2:
         return ONE_CALL_START_LEVEL
-    return DEFAULT_START_LEVEL if float(chain.alphas_cumprod[-2]) >= LONG_FIRST_STEP else None
+    return LONG_STEP_START_LEVEL if float(chain.alphas_cumprod[-2]) >= LONG_FIRST_STEP else None
 
 
 def raise_start_level(chain: Chain, alpha_bar: float | None) -> Chain:
